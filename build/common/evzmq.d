@@ -1,0 +1,2 @@
+build/common/evzmq.o: common/evzmq.c common/evzmq.h
+common/evzmq.h:

@@ -1,0 +1,3 @@
+build/common/jid.o: common/jid.c common/jid.h common/util.h
+common/jid.h:
+common/util.h:

@@ -1,0 +1,3 @@
+build/common/strmap.o: common/strmap.c common/strmap.h common/util.h
+common/strmap.h:
+common/util.h:

@@ -1,0 +1,463 @@
+/*
+ * XMPP stream parser: expat underneath, stanza trees on top.
+ *
+ * expat resolves namespaces (names arrive as "uri\1local"), we keep the tree
+ * of the one stanza being read and hand it over when its end tag arrives.
+ * The rules we add to XML, numbered here and cited where applied:
+ *
+ *   R1  Restricted XML (RFC 6120 §11.1): a DOCTYPE, entity declaration,
+ *       processing instruction or comment fails the stream. The DOCTYPE
+ *       handler fires at the doctype name, before any internal subset is
+ *       read, so no entity can ever be declared, let alone expanded
+ *       (billion laughs). The XML declaration is not a PI and is allowed.
+ *   R2  Size: a stanza is the bytes from the '<' of its start tag to the '>'
+ *       of its end tag. Bytes that are not yet part of a complete unit are
+ *       counted after every feed (a huge start tag or attribute is held
+ *       inside expat, invisible to handlers), and handlers check again as
+ *       tags and text arrive, so neither expat's buffer nor our text buffer
+ *       grows past about one limit plus one read.
+ *   R3  Depth: a stanza is depth 1; deeper than max_depth fails.
+ *   R4  Everything after a failure, or after the stream close other than
+ *       whitespace, gets XML_ERR_CLOSED.
+ *   R5  Text directly inside the stream root (whitespace keepalives) is
+ *       dropped without being stored.
+ */
+#include "xml.h"
+#include "util.h"
+
+#include <expat.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* expat's namespace separator: U+0001 cannot occur in XML 1.0 names or
+ * namespace URIs, not even as a character reference. */
+#define NS_SEP '\1'
+
+/*
+ * Added in expat 2.6.0 and backported by distributions without bumping the
+ * version macros, so we look for it at run time. Reparse deferral holds back
+ * a token that completes in a small read until more data arrives, which
+ * would stall an interactive stream; the quadratic reparsing it guards
+ * against is bounded here by R2.
+ */
+extern XML_Bool XMLCALL XML_SetReparseDeferralEnabled(XML_Parser parser, XML_Bool enabled)
+    __attribute__((weak));
+
+enum xml_state { XS_PROLOG, XS_OPEN, XS_CLOSED, XS_FAILED };
+
+struct xml_parser {
+    XML_Parser xp;            /* NULL once failed: the memory goes back early */
+    struct xml_callbacks cb;
+    void *ud;
+    size_t max_bytes;
+    unsigned max_depth;
+
+    enum xml_state state;
+    unsigned depth;           /* open elements below the root */
+    int err;                  /* XML_ERR_* found inside a handler */
+    int in_feed;
+    int want_restart;         /* xml_restart() was called */
+    int halted;               /* XML_StopParser called: ignore further handler calls */
+    long long stop_at;        /* stream offset just past the element where we halted */
+    long long fed;            /* bytes given to expat for this stream */
+    long long unit_start;     /* stream offset where the unit being read began (R2) */
+
+    struct stanza *header;    /* being assembled: namespace decls arrive first */
+    struct stanza *top, *cur; /* stanza being read, and its open element */
+    struct buf text;          /* text for cur, stored when cur gets a child or ends */
+};
+
+static long long event_end(struct xml_parser *p)
+{
+    return (long long)XML_GetCurrentByteIndex(p->xp) + XML_GetCurrentByteCount(p->xp);
+}
+
+static void halt(struct xml_parser *p)
+{
+    p->halted = 1;
+    (void)XML_StopParser(p->xp, XML_FALSE); /* only fails when not parsing; we are */
+}
+
+static void fail(struct xml_parser *p, int err)
+{
+    p->err = err;
+    p->stop_at = XML_GetCurrentByteIndex(p->xp);
+    halt(p);
+}
+
+/* After a callback: honour xml_restart() right after the current element. */
+static void check_restart(struct xml_parser *p)
+{
+    if (p->want_restart && !p->halted) {
+        p->stop_at = event_end(p);
+        halt(p);
+    }
+}
+
+/* "uri\1local" -> ns "uri", name "local"; no namespace -> ns "". */
+static struct stanza *element_new(const char *qname)
+{
+    struct stanza *s = stanza_new(NULL, NULL);
+    const char *sep = strchr(qname, NS_SEP);
+    if (sep) {
+        s->ns = xstrndup(qname, (size_t)(sep - qname));
+        s->name = xstrdup(sep + 1);
+    } else {
+        s->ns = xstrdup("");
+        s->name = xstrdup(qname);
+    }
+    return s;
+}
+
+/* Appends expat's attributes; expat has already refused duplicates, also
+ * those equal only after namespace resolution, so no lookup is needed. */
+static void add_attrs(struct stanza *s, const XML_Char **atts)
+{
+    size_t n = 0;
+    while (atts[2 * n])
+        n++;
+    if (!n)
+        return;
+    s->attrs = xrealloc(s->attrs, (s->nattrs + n) * sizeof s->attrs[0]);
+    s->attrs_cap = s->nattrs + n;
+    for (size_t i = 0; i < n; i++) {
+        const char *name = atts[2 * i];
+        const char *sep = strchr(name, NS_SEP);
+        struct stanza_attr *a = &s->attrs[s->nattrs++];
+        if (!sep) {
+            a->name = xstrdup(name);
+        } else if ((size_t)(sep - name) == strlen(STANZA_NS_XML)
+                   && memcmp(name, STANZA_NS_XML, (size_t)(sep - name)) == 0) {
+            a->name = xasprintf("xml:%s", sep + 1);
+        } else {
+            a->name = xstrdup(name);
+            a->name[sep - name] = '|';
+        }
+        a->value = xstrdup(atts[2 * i + 1]);
+    }
+}
+
+static void flush_text(struct xml_parser *p)
+{
+    if (p->text.len == 0)
+        return;
+    stanza_add_text(p->cur, p->text.data, p->text.len);
+    buf_reset(&p->text);
+}
+
+static void on_ns_decl(void *ud, const XML_Char *prefix, const XML_Char *uri)
+{
+    struct xml_parser *p = ud;
+    if (p->halted)
+        return;
+    if (!p->header)
+        p->header = stanza_new(NULL, NULL);
+    char *name = prefix ? xasprintf("xmlns:%s", prefix) : xstrdup("xmlns");
+    stanza_set_attr(p->header, name, uri ? uri : "");
+    free(name);
+}
+
+static void on_start(void *ud, const XML_Char *qname, const XML_Char **atts)
+{
+    struct xml_parser *p = ud;
+    if (p->halted)
+        return;
+
+    if (p->state == XS_PROLOG) {
+        struct stanza *h = element_new(qname);
+        if (p->header) {
+            /* Keep the namespace declarations gathered by on_ns_decl. */
+            h->attrs = p->header->attrs;
+            h->nattrs = p->header->nattrs;
+            h->attrs_cap = p->header->attrs_cap;
+            p->header->attrs = NULL;
+            p->header->nattrs = 0;
+            stanza_free(p->header);
+            p->header = NULL;
+        }
+        add_attrs(h, atts);
+        p->state = XS_OPEN;
+        /* Declarations inside stanzas need no reporting: names are resolved. */
+        XML_SetNamespaceDeclHandler(p->xp, NULL, NULL);
+        p->unit_start = event_end(p);
+        if (p->cb.stream_open)
+            p->cb.stream_open(p->ud, h);
+        else
+            stanza_free(h);
+        check_restart(p);
+        return;
+    }
+
+    if (++p->depth > p->max_depth) {               /* R3 */
+        fail(p, XML_ERR_TOO_DEEP);
+        return;
+    }
+    if (p->depth == 1)
+        p->unit_start = XML_GetCurrentByteIndex(p->xp);
+    if (event_end(p) - p->unit_start > (long long)p->max_bytes) { /* R2 */
+        fail(p, XML_ERR_TOO_BIG);
+        return;
+    }
+    struct stanza *e = element_new(qname);
+    add_attrs(e, atts);
+    if (p->depth == 1) {
+        p->top = e;
+    } else {
+        flush_text(p);
+        stanza_add_child(p->cur, e);
+    }
+    p->cur = e;
+}
+
+static void on_end(void *ud, const XML_Char *qname)
+{
+    struct xml_parser *p = ud;
+    (void)qname; /* expat has matched it against the start tag */
+    if (p->halted)
+        return;
+
+    if (p->depth == 0) {
+        p->state = XS_CLOSED;
+        p->stop_at = event_end(p);
+        halt(p);
+        if (p->cb.stream_close)
+            p->cb.stream_close(p->ud);
+        return;
+    }
+    flush_text(p);
+    if (--p->depth > 0) {
+        p->cur = p->cur->parent;
+        return;
+    }
+    long long end = event_end(p);
+    if (end - p->unit_start > (long long)p->max_bytes) { /* R2 */
+        fail(p, XML_ERR_TOO_BIG);
+        return;
+    }
+    struct stanza *s = p->top;
+    p->top = p->cur = NULL;
+    p->unit_start = end;
+    buf_shrink(&p->text, 4096); /* one huge text must not pin its buffer */
+    if (p->cb.stanza)
+        p->cb.stanza(p->ud, s);
+    else
+        stanza_free(s);
+    check_restart(p);
+}
+
+static void on_text(void *ud, const XML_Char *s, int len)
+{
+    struct xml_parser *p = ud;
+    if (p->halted)
+        return;
+    long long end = event_end(p);
+    if (p->depth == 0) {                            /* R5 */
+        p->unit_start = end;
+        return;
+    }
+    if (end - p->unit_start > (long long)p->max_bytes) { /* R2 */
+        fail(p, XML_ERR_TOO_BIG);
+        return;
+    }
+    buf_append(&p->text, s, (size_t)len);
+}
+
+/* R1 */
+static void on_doctype(void *ud, const XML_Char *name, const XML_Char *sysid,
+                       const XML_Char *pubid, int has_internal_subset)
+{
+    (void)name, (void)sysid, (void)pubid, (void)has_internal_subset;
+    fail(ud, XML_ERR_RESTRICTED);
+}
+
+static void on_entity_decl(void *ud, const XML_Char *name, int is_param, const XML_Char *value,
+                           int value_len, const XML_Char *base, const XML_Char *sysid,
+                           const XML_Char *pubid, const XML_Char *notation)
+{
+    (void)name, (void)is_param, (void)value, (void)value_len, (void)base;
+    (void)sysid, (void)pubid, (void)notation;
+    fail(ud, XML_ERR_RESTRICTED);
+}
+
+static void on_pi(void *ud, const XML_Char *target, const XML_Char *data)
+{
+    (void)target, (void)data;
+    fail(ud, XML_ERR_RESTRICTED);
+}
+
+static void on_comment(void *ud, const XML_Char *data)
+{
+    (void)data;
+    fail(ud, XML_ERR_RESTRICTED);
+}
+
+/* Handlers and options; needed again after XML_ParserReset clears them. */
+static void setup_expat(struct xml_parser *p)
+{
+    XML_SetUserData(p->xp, p);
+    XML_SetElementHandler(p->xp, on_start, on_end);
+    XML_SetCharacterDataHandler(p->xp, on_text);
+    XML_SetNamespaceDeclHandler(p->xp, on_ns_decl, NULL);
+    XML_SetStartDoctypeDeclHandler(p->xp, on_doctype);
+    XML_SetEntityDeclHandler(p->xp, on_entity_decl);
+    XML_SetProcessingInstructionHandler(p->xp, on_pi);
+    XML_SetCommentHandler(p->xp, on_comment);
+    /* The hash salt is left to expat, which seeds it from getrandom(). */
+    if (XML_SetReparseDeferralEnabled)
+        (void)XML_SetReparseDeferralEnabled(p->xp, XML_FALSE); /* only fails on NULL */
+}
+
+/* Drops the stream state so the next byte starts a new stream. */
+static void stream_reset(struct xml_parser *p)
+{
+    stanza_free(p->header);
+    stanza_free(p->top);
+    p->header = p->top = p->cur = NULL;
+    buf_fini(&p->text);
+    p->state = XS_PROLOG;
+    p->depth = 0;
+    p->err = 0;
+    p->want_restart = p->halted = 0;
+    p->stop_at = p->fed = p->unit_start = 0;
+}
+
+static void set_failed(struct xml_parser *p)
+{
+    stream_reset(p);
+    XML_ParserFree(p->xp);
+    p->xp = NULL;
+    p->state = XS_FAILED;
+}
+
+struct xml_parser *xml_new(const struct xml_limits *lim, const struct xml_callbacks *cb, void *ud)
+{
+    struct xml_parser *p = xcalloc(1, sizeof *p);
+    p->max_bytes = lim && lim->max_stanza_bytes ? lim->max_stanza_bytes : XML_DEFAULT_MAX_STANZA_BYTES;
+    p->max_depth = lim && lim->max_depth ? lim->max_depth : XML_DEFAULT_MAX_DEPTH;
+    if (cb)
+        p->cb = *cb;
+    p->ud = ud;
+    buf_init(&p->text);
+    /* XMPP is UTF-8 only (RFC 6120 §11.6): a declared encoding is ignored. */
+    p->xp = XML_ParserCreateNS("UTF-8", NS_SEP);
+    if (!p->xp)
+        abort(); /* expat only fails on allocation, which is fatal here */
+    setup_expat(p);
+    return p;
+}
+
+void xml_free(struct xml_parser *p)
+{
+    if (!p)
+        return;
+    stream_reset(p);
+    if (p->xp)
+        XML_ParserFree(p->xp);
+    free(p);
+}
+
+void xml_restart(struct xml_parser *p)
+{
+    if (p->state == XS_FAILED)
+        return;
+    if (p->in_feed) {
+        p->want_restart = 1;
+        return;
+    }
+    XML_ParserReset(p->xp, "UTF-8");
+    setup_expat(p);
+    stream_reset(p);
+}
+
+static int is_blank(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\n')
+            return 0;
+    return 1;
+}
+
+static size_t clamp_offset(long long off, size_t len)
+{
+    return off < 0 ? 0 : (unsigned long long)off > len ? len : (size_t)off;
+}
+
+int xml_feed(struct xml_parser *p, const char *buf, size_t len, size_t *consumed)
+{
+    size_t dummy;
+    if (!consumed)
+        consumed = &dummy;
+    *consumed = 0;
+    if (p->state == XS_FAILED)                      /* R4 */
+        return XML_ERR_CLOSED;
+    if (p->state == XS_CLOSED) {
+        if (!is_blank(buf, len)) {
+            set_failed(p);
+            return XML_ERR_CLOSED;
+        }
+        *consumed = len;
+        return XML_OK;
+    }
+
+    long long base = p->fed;
+    size_t off = 0;
+    int status = XML_STATUS_OK;
+    p->in_feed = 1;
+    while (off < len && status == XML_STATUS_OK) {
+        /* XML_Parse takes an int length. */
+        int chunk = len - off > INT_MAX / 2 ? INT_MAX / 2 : (int)(len - off);
+        status = XML_Parse(p->xp, buf + off, chunk, XML_FALSE);
+        off += (size_t)chunk;
+        p->fed += chunk;
+    }
+    p->in_feed = 0;
+
+    if (p->err) {
+        int err = p->err;
+        *consumed = clamp_offset(p->stop_at - base, len);
+        set_failed(p);
+        return err;
+    }
+    if (p->want_restart) {
+        *consumed = clamp_offset(p->stop_at - base, len);
+        xml_restart(p);
+        return XML_RESTARTED;
+    }
+    if (p->state == XS_CLOSED) {
+        size_t end = clamp_offset(p->stop_at - base, len);
+        if (!is_blank(buf + end, len - end)) {      /* R4 */
+            *consumed = end;
+            set_failed(p);
+            return XML_ERR_CLOSED;
+        }
+        *consumed = len;
+        return XML_OK;
+    }
+    if (status != XML_STATUS_OK) {
+        *consumed = clamp_offset((long long)XML_GetCurrentByteIndex(p->xp) - base, len);
+        set_failed(p);
+        return XML_ERR_MALFORMED;
+    }
+    if (p->fed - p->unit_start > (long long)p->max_bytes) { /* R2 */
+        *consumed = len;
+        set_failed(p);
+        return XML_ERR_TOO_BIG;
+    }
+    *consumed = len;
+    return XML_OK;
+}
+
+const char *xml_error_string(int code)
+{
+    switch (code) {
+    case XML_OK: return "ok";
+    case XML_RESTARTED: return "stream restarted";
+    case XML_ERR_MALFORMED: return "XML not well-formed";
+    case XML_ERR_RESTRICTED: return "restricted XML (DTD, entity, PI or comment)";
+    case XML_ERR_TOO_BIG: return "stanza too big";
+    case XML_ERR_TOO_DEEP: return "elements nested too deeply";
+    case XML_ERR_CLOSED: return "data after stream close or error";
+    default: return "unknown XML error";
+    }
+}

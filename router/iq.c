@@ -1,0 +1,136 @@
+/*
+ * Queries the router answers on behalf of the server or of an account
+ * (RFC 6120 §10.3, RFC 6121 §8.5.2.1.1). The dispatch is on the header's
+ * "ns" (the namespace of the iq's first child, put there by the gateway),
+ * so routing the common case needs no XML parsing here either.
+ *
+ * iq_features[] is the one list of what the server supports; disco#info
+ * (XEP-0030) reads it, so the advertised list cannot drift from the code.
+ */
+#include "iq.h"
+#include "buf.h"
+#include "envelope.h"
+#include "jobs.h"
+#include "log.h"
+#include "reply.h"
+#include "sessions.h"
+#include "stanza.h"
+#include "util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define NS_DISCO_INFO "http://jabber.org/protocol/disco#info"
+#define NS_DISCO_ITEMS "http://jabber.org/protocol/disco#items"
+#define NS_PING "urn:xmpp:ping"
+#define NS_ROSTER "jabber:iq:roster"
+
+const char *const iq_features[] = {
+    NS_DISCO_INFO,
+    NS_DISCO_ITEMS,
+    NS_PING,            /* XEP-0199: answered by the gateway and here */
+    NS_ROSTER,          /* RFC 6121 §2: roster get */
+    NULL,
+};
+
+/* A pending roster_get: the request is kept to answer it when storage does. */
+struct roster_wait {
+    struct envelope *req;      /* the client's OP_STANZA envelope (copy) */
+    char *full;
+    char *gateway;
+    uint64_t conn;
+};
+
+static void on_roster(struct router *r, const struct envelope *res, void *ctx)
+{
+    struct roster_wait *w = ctx;
+    struct session *s = sessions_of_conn(r, w->gateway, w->full, w->conn);
+    const char *err = envelope_get(res, ENV_ERROR);
+
+    if (s) {
+        if (err) {
+            log_warn("jid=%s roster get failed: %s", w->full, err);
+            reply_error(r, s, w->req, "internal-server-error", "wait");
+        } else {
+            reply_iq_result(r, s, w->req, res->payload ? res->payload : "<query xmlns='jabber:iq:roster'/>");
+        }
+    }
+    envelope_free(w->req);
+    free(w->full);
+    free(w->gateway);
+    free(w);
+}
+
+static void roster_get(struct router *r, struct session *from, const struct envelope *env)
+{
+    struct roster_wait *w = xcalloc(1, sizeof(*w));
+    struct envelope *job = envelope_new(OP_JOB);
+
+    w->req = envelope_copy(env);
+    w->full = xstrdup(from->full);
+    w->gateway = xstrdup(from->gateway);
+    w->conn = from->conn;
+    envelope_set(job, ENV_WHAT, "roster_get");
+    envelope_set(job, ENV_JOB, "roster");
+    envelope_set(job, ENV_USER, from->user->user_id);
+    jobs_submit(r, &job, on_roster, w);
+}
+
+static void disco_info_server(struct router *r, struct session *from, const struct envelope *env)
+{
+    struct buf b;
+    buf_init(&b);
+    buf_append_str(&b, "<query xmlns='" NS_DISCO_INFO "'><identity category='server' type='im' name='Parley'/>");
+    for (int i = 0; iq_features[i]; i++) {
+        buf_append_str(&b, "<feature var='");
+        stanza_escape(&b, iq_features[i], strlen(iq_features[i]), 1);
+        buf_append_str(&b, "'/>");
+    }
+    buf_append_str(&b, "</query>");
+    reply_iq_result(r, from, env, b.data);
+    buf_fini(&b);
+}
+
+static void server_iq(struct router *r, struct session *from, const struct envelope *env, const char *ns,
+                      int is_get)
+{
+    if (is_get && str_eq(ns, NS_DISCO_INFO))
+        disco_info_server(r, from, env);
+    else if (is_get && str_eq(ns, NS_DISCO_ITEMS))
+        reply_iq_result(r, from, env, "<query xmlns='" NS_DISCO_ITEMS "'/>");
+    else if (is_get && str_eq(ns, NS_PING))
+        reply_iq_result(r, from, env, NULL);
+    else
+        reply_error(r, from, env, "service-unavailable", "cancel");
+}
+
+static void account_iq(struct router *r, struct session *from, const struct envelope *env, const char *ns,
+                       int is_get)
+{
+    if (str_eq(ns, NS_ROSTER)) {
+        if (is_get)
+            roster_get(r, from, env);
+        else
+            /* Roster management arrives with the presence and roster work. */
+            reply_error(r, from, env, "feature-not-implemented", "cancel");
+    } else if (is_get && str_eq(ns, NS_DISCO_INFO)) {
+        reply_iq_result(r, from, env,
+                        "<query xmlns='" NS_DISCO_INFO "'><identity category='account' type='registered'/></query>");
+    } else {
+        reply_error(r, from, env, "service-unavailable", "cancel");
+    }
+}
+
+void iq_handle(struct router *r, struct session *from, const struct envelope *env, const char *bare)
+{
+    const char *ns = envelope_get(env, ENV_NS);
+    int is_get = str_eq(envelope_get(env, ENV_TYPE), "get");
+
+    if (bare && strcmp(bare, r->conf->domain) == 0)
+        server_iq(r, from, env, ns, is_get);
+    else if (!bare || strcmp(bare, from->user->user_id) == 0)
+        account_iq(r, from, env, ns, is_get);
+    else
+        /* Another account: nothing is answered on its behalf yet. */
+        reply_error(r, from, env, "service-unavailable", "cancel");
+}

@@ -1,0 +1,193 @@
+/*
+ * Stanza routing, RFC 6121 §8. The router routes on the envelope header
+ * alone (from, to, kind, type): a plain message is never parsed here, its
+ * payload bytes go out as they came in.
+ *
+ * Rules (cited where applied):
+ *   R1  no 'to': the stanza is for the sender's own account (RFC 6120
+ *       §10.3); presence without 'to' is a broadcast (RFC 6121 §4.2, §4.4)
+ *   R2  a domain other than ours: remote-server-not-found (no s2s yet)
+ *   R3  full JID of a connected resource: deliver to it (§8.5.3.1)
+ *   R4  message to a bare JID, or to a full JID whose resource is gone:
+ *       every available resource with non-negative priority (§8.5.2.1.1,
+ *       §8.5.3.2.1); groupchat to a bare JID is an error; none: the
+ *       sender gets service-unavailable (offline storage comes later)
+ *   R5  iq to a full JID whose resource is gone: service-unavailable
+ *       (§8.5.3.2.1); iq to a bare JID is answered by the server on the
+ *       account's behalf (§8.5.2.1.1, iq.c)
+ *   R6  presence to a user: delivered to the available resources
+ *       (directed presence, §4.6); subscriptions come with the roster work
+ *   R7  an error stanza is never answered with an error (RFC 6120 §8.3.1)
+ */
+#include "route.h"
+#include "envelope.h"
+#include "iq.h"
+#include "log.h"
+#include "reply.h"
+#include "sessions.h"
+#include "util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* A normalized address split in place: bare is a heap copy. */
+struct addr {
+    char *bare;
+    const char *resource;      /* NULL for a bare JID */
+    int has_local;
+    int is_local_domain;
+};
+
+static void addr_split(const struct router *r, const char *jid, struct addr *a)
+{
+    const char *slash = strchr(jid, '/');
+    size_t bare_len = slash ? (size_t)(slash - jid) : strlen(jid);
+    const char *at = memchr(jid, '@', bare_len);
+    const char *domain = at ? at + 1 : jid;
+    size_t dlen = bare_len - (size_t)(domain - jid);
+
+    a->bare = xstrndup(jid, bare_len);
+    a->resource = slash ? slash + 1 : NULL;
+    a->has_local = at != NULL;
+    a->is_local_domain = strlen(r->conf->domain) == dlen && memcmp(domain, r->conf->domain, dlen) == 0;
+}
+
+static void deliver_env(struct router *r, const struct session *to, const struct envelope *env)
+{
+    reply_deliver(r, to, env->payload, env->payload_len);
+    r->routed++;
+}
+
+/* R4: fan out to the user's available, non-negative-priority resources.
+ * Returns the number of resources reached. */
+static int deliver_bare(struct router *r, struct user *u, const struct envelope *env)
+{
+    int n = 0;
+    if (!u)
+        return 0;
+    for (struct session *s = u->sessions; s; s = s->next) {
+        if (!s->available || s->priority < 0)
+            continue;
+        deliver_env(r, s, env);
+        n++;
+    }
+    return n;
+}
+
+static void route_message(struct router *r, struct session *from, const struct envelope *env, struct addr *to)
+{
+    const char *type = envelope_get(env, ENV_TYPE);
+    int is_error = str_eq(type, "error");
+
+    if (!to->has_local) {
+        /* Messages to the server itself: nothing here consumes them. */
+        if (!is_error)
+            reply_error(r, from, env, "service-unavailable", "cancel");
+        return;
+    }
+    if (to->resource) {
+        struct session *dest = sessions_find(r, envelope_get(env, ENV_TO));
+        if (dest) {
+            deliver_env(r, dest, env);                       /* R3 */
+            return;
+        }
+    } else if (str_eq(type, "groupchat")) {
+        reply_error(r, from, env, "service-unavailable", "cancel"); /* R4 */
+        return;
+    }
+    if (deliver_bare(r, sessions_user(r, to->bare), env) == 0 && !is_error)
+        reply_error(r, from, env, "service-unavailable", "cancel"); /* R4, R7 */
+}
+
+static void route_presence(struct router *r, struct session *from, const struct envelope *env, struct addr *to)
+{
+    const char *type = envelope_get(env, ENV_TYPE);
+
+    if (!to) {                                                /* R1 */
+        if (!type || !*type)
+            sessions_set_presence(from, 1, (int)envelope_get_int(env, ENV_PRIO, 0), env->payload,
+                                  env->payload_len);
+        else if (strcmp(type, "unavailable") == 0)
+            sessions_set_presence(from, 0, 0, NULL, 0);
+        return;
+    }
+    if (!to->has_local)
+        return; /* presence to the server or elsewhere: nothing to do */
+    if (to->resource) {                                       /* R6 */
+        struct session *dest = sessions_find(r, envelope_get(env, ENV_TO));
+        if (dest)
+            deliver_env(r, dest, env);
+        return;
+    }
+    struct user *u = sessions_user(r, to->bare);
+    if (!u)
+        return;
+    for (struct session *s = u->sessions; s; s = s->next)
+        if (s->available)
+            deliver_env(r, s, env);
+}
+
+static void route_iq(struct router *r, struct session *from, const struct envelope *env, struct addr *to)
+{
+    const char *type = envelope_get(env, ENV_TYPE);
+    int is_request = str_eq(type, "get") || str_eq(type, "set");
+
+    if (!to || !to->resource) {                               /* R1, R5 */
+        if (is_request)
+            iq_handle(r, from, env, to ? to->bare : NULL);
+        return;
+    }
+    struct session *dest = sessions_find(r, envelope_get(env, ENV_TO));
+    if (dest) {
+        deliver_env(r, dest, env);                           /* R3 */
+        return;
+    }
+    if (is_request)
+        reply_error(r, from, env, "service-unavailable", "cancel"); /* R5 */
+}
+
+void route_stanza(struct router *r, const char *gateway, const struct envelope *env)
+{
+    uint64_t conn = (uint64_t)envelope_get_int(env, ENV_CONN, 0);
+    struct session *from = sessions_of_conn(r, gateway, envelope_get(env, ENV_FROM), conn);
+    const char *kind = envelope_get(env, ENV_KIND);
+    const char *to_jid = envelope_get(env, ENV_TO);
+    struct addr to = { 0 };
+    int has_to = to_jid && *to_jid;
+
+    if (!from) {
+        /* The session ended (or was replaced) while this was in flight. */
+        log_debug("gateway=%s conn=%llu stanza from unbound session dropped", gateway,
+                  (unsigned long long)conn);
+        return;
+    }
+    if (!kind || !env->payload) {
+        log_warn("gateway=%s conn=%llu stanza envelope without kind or payload; dropped", gateway,
+                 (unsigned long long)conn);
+        return;
+    }
+    if (has_to) {
+        addr_split(r, to_jid, &to);
+        if (!to.is_local_domain) {                            /* R2 */
+            if (!str_eq(envelope_get(env, ENV_TYPE), "error") && strcmp(kind, "presence") != 0)
+                reply_error(r, from, env, "remote-server-not-found", "cancel");
+            goto out;
+        }
+    }
+    if (strcmp(kind, "message") == 0) {
+        if (!has_to) {                                        /* R1 */
+            to.bare = xstrdup(from->user->user_id);
+            to.has_local = 1;
+            to.is_local_domain = 1;
+        }
+        route_message(r, from, env, &to);
+    } else if (strcmp(kind, "presence") == 0) {
+        route_presence(r, from, env, has_to ? &to : NULL);
+    } else if (strcmp(kind, "iq") == 0) {
+        route_iq(r, from, env, has_to ? &to : NULL);
+    } else {
+        log_warn("gateway=%s conn=%llu unknown stanza kind; dropped", gateway, (unsigned long long)conn);
+    }
+out:
+    free(to.bare);
+}

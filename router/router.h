@@ -1,0 +1,46 @@
+/*
+ * The router's state, made in main.c and passed to every router file
+ * (STYLE.md: one struct per process, no globals but signal flags).
+ *
+ * The router is the one place that knows who is online. It never does
+ * socket I/O with clients and never blocks on the database: storage work
+ * goes through the job broker (jobs.c) and comes back as callbacks.
+ */
+#ifndef PARLEY_ROUTER_H
+#define PARLEY_ROUTER_H
+
+#include <ev.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "config.h"
+#include "evzmq.h"
+#include "strmap.h"
+
+struct envelope;
+
+struct router {
+    const struct config *conf;
+    struct ev_loop *loop;
+    void *zctx;
+    void *gw_sock;             /* ROUTER: gateways */
+    void *st_sock;             /* ROUTER: storage workers */
+    void *admin_sock;          /* ROUTER: parleyctl */
+    struct evzmq gw_watch, st_watch, admin_watch;
+    ev_timer heartbeat;        /* heartbeats out, peer expiry, job timeouts */
+    ev_signal sigint, sigterm;
+    time_t started;
+
+    struct strmap gateways;    /* name -> struct gateway_peer */
+    struct strmap sessions;    /* LoginID (full JID) -> struct session */
+    struct strmap users;       /* UserID (bare JID) -> struct user */
+    struct jobs *jobs;         /* storage broker */
+
+    uint64_t routed;           /* stanzas routed, for status */
+    uint64_t resource_seq;     /* for server-generated resources */
+};
+
+/* Sends env (consumed) to a gateway by name, logging a failure once. */
+void router_send_gateway(struct router *r, const char *gateway, struct envelope **env);
+
+#endif

@@ -1,0 +1,61 @@
+/*
+ * The session table: LoginID (full JID) -> UserID (bare JID), the gateway
+ * and connection that hold it, and its presence. One struct user per
+ * account with at least one session links that account's sessions, so a
+ * bare-JID message finds every resource without a scan.
+ */
+#ifndef PARLEY_ROUTER_SESSIONS_H
+#define PARLEY_ROUTER_SESSIONS_H
+
+#include <stdint.h>
+#include <time.h>
+
+#include "router.h"
+
+struct envelope;
+
+struct session {
+    char *full;                /* LoginID; the key in router.sessions */
+    char *resource;            /* points into full */
+    struct user *user;
+    char *gateway;             /* gateway peer name */
+    uint64_t conn;             /* gateway-local connection id */
+    time_t since;
+    int available;             /* sent available presence (RFC 6121 §4.2) */
+    int priority;              /* of the last available presence */
+    char *presence;            /* last broadcast presence stanza (XML) or NULL */
+    struct session *next;      /* in user->sessions */
+};
+
+struct user {
+    char *user_id;             /* UserID; the key in router.users */
+    struct session *sessions;
+    int count;
+};
+
+void sessions_init(struct router *r);
+void sessions_fini(struct router *r);
+
+struct session *sessions_find(struct router *r, const char *full);
+struct user *sessions_user(struct router *r, const char *user_id);
+/* The session a gateway's connection holds, checked against the gateway, or NULL. */
+struct session *sessions_of_conn(struct router *r, const char *gateway, const char *full, uint64_t conn);
+
+/* OP_BIND from a gateway: decides the resource, answers OP_BIND_RESULT. */
+void sessions_on_bind(struct router *r, const char *gateway, const struct envelope *env);
+/* OP_ANNOUNCE after a router restart: re-creates the session. */
+void sessions_on_announce(struct router *r, const char *gateway, const struct envelope *env);
+/* OP_CLOSED: the connection of a session ended. */
+void sessions_on_closed(struct router *r, const char *gateway, const struct envelope *env);
+
+/* Records a presence update from the session (payload may be NULL). */
+void sessions_set_presence(struct session *s, int available, int priority, const char *payload, size_t len);
+
+/* Ends a session (removes and frees it); why is for the log. */
+void sessions_end(struct router *r, struct session *s, const char *why);
+/* Ends every session a gateway held (gateway lost or restarted). */
+void sessions_end_gateway(struct router *r, const char *gateway, const char *why);
+/* Asks the holding gateway to close the session with a stream error. */
+void sessions_kick(struct router *r, struct session *s, const char *condition, const char *text);
+
+#endif

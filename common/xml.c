@@ -21,6 +21,16 @@
  *       whitespace, gets XML_ERR_CLOSED.
  *   R5  Text directly inside the stream root (whitespace keepalives) is
  *       dropped without being stored.
+ *   R6  Prompt delivery without quadratic reparsing. expat >= 2.6 defers
+ *       reparsing a partial token until the data behind it has doubled, so a
+ *       huge start tag trickled in byte by byte costs linear time, not
+ *       quadratic (CVE-2023-52425). But a stanza whose final '>' arrives in a
+ *       small read would then wait for more data. Every unit we deliver ends
+ *       with '>', so when a read holds a '>' and expat still holds unparsed
+ *       bytes, we force one reparse. If that completes nothing (the '>' was
+ *       inside an attribute value), forcing pauses until the held bytes have
+ *       doubled, which keeps the total work linear however the '>' bytes are
+ *       placed, at the price of a possible delay for that rare stanza.
  */
 #include "xml.h"
 #include "util.h"
@@ -36,10 +46,9 @@
 
 /*
  * Added in expat 2.6.0 and backported by distributions without bumping the
- * version macros, so we look for it at run time. Reparse deferral holds back
- * a token that completes in a small read until more data arrives, which
- * would stall an interactive stream; the quadratic reparsing it guards
- * against is bounded here by R2.
+ * version macros, so we look for it at run time (R6). Without it expat
+ * reparses on every read: prompt, but quadratic in the size of a trickled
+ * token, which R2 then bounds.
  */
 extern XML_Bool XMLCALL XML_SetReparseDeferralEnabled(XML_Parser parser, XML_Bool enabled)
     __attribute__((weak));
@@ -62,6 +71,9 @@ struct xml_parser {
     long long stop_at;        /* stream offset just past the element where we halted */
     long long fed;            /* bytes given to expat for this stream */
     long long unit_start;     /* stream offset where the unit being read began (R2) */
+    unsigned long events;     /* handler calls so far: progress (R6) */
+    long long last_event_end; /* stream offset just past the last token seen (R6) */
+    long long force_floor;    /* force a reparse only with this many bytes held (R6) */
 
     struct stanza *header;    /* being assembled: namespace decls arrive first */
     struct stanza *top, *cur; /* stanza being read, and its open element */
@@ -71,6 +83,13 @@ struct xml_parser {
 static long long event_end(struct xml_parser *p)
 {
     return (long long)XML_GetCurrentByteIndex(p->xp) + XML_GetCurrentByteCount(p->xp);
+}
+
+/* Records that expat completed a token ending at end (R6). */
+static void progress(struct xml_parser *p, long long end)
+{
+    p->events++;
+    p->last_event_end = end;
 }
 
 static void halt(struct xml_parser *p)
@@ -163,6 +182,7 @@ static void on_start(void *ud, const XML_Char *qname, const XML_Char **atts)
     struct xml_parser *p = ud;
     if (p->halted)
         return;
+    progress(p, event_end(p));
 
     if (p->state == XS_PROLOG) {
         struct stanza *h = element_new(qname);
@@ -216,6 +236,7 @@ static void on_end(void *ud, const XML_Char *qname)
     (void)qname; /* expat has matched it against the start tag */
     if (p->halted)
         return;
+    progress(p, event_end(p));
 
     if (p->depth == 0) {
         p->state = XS_CLOSED;
@@ -252,6 +273,7 @@ static void on_text(void *ud, const XML_Char *s, int len)
     if (p->halted)
         return;
     long long end = event_end(p);
+    progress(p, end);
     if (p->depth == 0) {                            /* R5 */
         p->unit_start = end;
         return;
@@ -261,6 +283,20 @@ static void on_text(void *ud, const XML_Char *s, int len)
         return;
     }
     buf_append(&p->text, s, (size_t)len);
+}
+
+/* Tokens that produce no other event still count as progress (R6). */
+static void on_xml_decl(void *ud, const XML_Char *version, const XML_Char *encoding, int standalone)
+{
+    struct xml_parser *p = ud;
+    (void)version, (void)encoding, (void)standalone;
+    progress(p, event_end(p));
+}
+
+static void on_cdata_edge(void *ud)
+{
+    struct xml_parser *p = ud;
+    progress(p, event_end(p));
 }
 
 /* R1 */
@@ -303,9 +339,10 @@ static void setup_expat(struct xml_parser *p)
     XML_SetEntityDeclHandler(p->xp, on_entity_decl);
     XML_SetProcessingInstructionHandler(p->xp, on_pi);
     XML_SetCommentHandler(p->xp, on_comment);
-    /* The hash salt is left to expat, which seeds it from getrandom(). */
-    if (XML_SetReparseDeferralEnabled)
-        (void)XML_SetReparseDeferralEnabled(p->xp, XML_FALSE); /* only fails on NULL */
+    XML_SetXmlDeclHandler(p->xp, on_xml_decl);
+    XML_SetCdataSectionHandler(p->xp, on_cdata_edge, on_cdata_edge);
+    /* The hash salt is left to expat, which seeds it from getrandom();
+     * reparse deferral stays at expat's default, on (R6). */
 }
 
 /* Drops the stream state so the next byte starts a new stream. */
@@ -320,6 +357,8 @@ static void stream_reset(struct xml_parser *p)
     p->err = 0;
     p->want_restart = p->halted = 0;
     p->stop_at = p->fed = p->unit_start = 0;
+    p->events = 0;
+    p->last_event_end = p->force_floor = 0;
 }
 
 static void set_failed(struct xml_parser *p)
@@ -370,6 +409,22 @@ void xml_restart(struct xml_parser *p)
     stream_reset(p);
 }
 
+/* R6: a '>' arrived; make expat look at the bytes it is holding back.
+ * Returns XML_Parse's status. */
+static int force_reparse(struct xml_parser *p, unsigned long events_before)
+{
+    long long held = p->fed - p->last_event_end;
+    if (p->events != events_before)
+        p->force_floor = 0;
+    if (held <= 0 || held < p->force_floor)
+        return XML_STATUS_OK;
+    (void)XML_SetReparseDeferralEnabled(p->xp, XML_FALSE); /* only fails on bad arguments */
+    int status = XML_Parse(p->xp, NULL, 0, XML_FALSE);
+    (void)XML_SetReparseDeferralEnabled(p->xp, XML_TRUE);
+    p->force_floor = p->events == events_before ? 2 * held : 0;
+    return status;
+}
+
 static int is_blank(const char *s, size_t len)
 {
     for (size_t i = 0; i < len; i++)
@@ -401,6 +456,7 @@ int xml_feed(struct xml_parser *p, const char *buf, size_t len, size_t *consumed
     }
 
     long long base = p->fed;
+    unsigned long events_before = p->events;
     size_t off = 0;
     int status = XML_STATUS_OK;
     p->in_feed = 1;
@@ -411,6 +467,9 @@ int xml_feed(struct xml_parser *p, const char *buf, size_t len, size_t *consumed
         off += (size_t)chunk;
         p->fed += chunk;
     }
+    if (status == XML_STATUS_OK && !p->halted && XML_SetReparseDeferralEnabled
+        && memchr(buf, '>', len))
+        status = force_reparse(p, events_before);
     p->in_feed = 0;
 
     if (p->err) {

@@ -156,27 +156,39 @@ static void sqlite_close(struct backend *b)
 
 static int is_applied(struct sqlite_backend *s, const struct migration *m, int *applied)
 {
-    char version[16];
-    const char *args[] = { version, NULL };
     sqlite3_stmt *st;
-    int rc;
+    int rc = prepare(s, "schema_migrations lookup", "SELECT 1 FROM schema_migrations WHERE version = ?1", &st, NULL);
 
-    snprintf(version, sizeof(version), "%u", m->version);
-    rc = prepare(s, "schema_migrations lookup", "SELECT 1 FROM schema_migrations WHERE version = CAST(?1 AS INTEGER)",
-                 &st, args);
     if (rc < 0)
         return rc;
-    rc = sqlite3_step(st);
+    rc = sqlite3_bind_int64(st, 1, m->version);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
     *applied = rc == SQLITE_ROW;
     rc = (rc == SQLITE_ROW || rc == SQLITE_DONE) ? BACKEND_OK : fail(s, "schema_migrations lookup", rc);
     sqlite3_finalize(st);
     return rc;
 }
 
+static int record(struct sqlite_backend *s, const struct migration *m)
+{
+    const char *args[] = { "", m->file, NULL };   /* ?1 is rebound as an integer below */
+    sqlite3_stmt *st;
+    int rc = prepare(s, "schema_migrations insert", "INSERT INTO schema_migrations (version, name) VALUES (?1, ?2)",
+                     &st, args);
+
+    if (rc < 0)
+        return rc;
+    rc = sqlite3_bind_int64(st, 1, m->version);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    rc = rc == SQLITE_DONE ? BACKEND_OK : fail(s, "schema_migrations insert", rc);
+    sqlite3_finalize(st);
+    return rc;
+}
+
 static int apply_one(struct sqlite_backend *s, const struct migration *m, int *applied_now)
 {
-    char version[16];
-    const char *args[] = { version, m->file, NULL };
     char *err = NULL;
     int applied = 0;
     int rc;
@@ -196,10 +208,7 @@ static int apply_one(struct sqlite_backend *s, const struct migration *m, int *a
         rc = BACKEND_ERR_INTERNAL;
         goto out;
     }
-    snprintf(version, sizeof(version), "%u", m->version);
-    rc = exec(s, "schema_migrations insert",
-              "INSERT INTO schema_migrations (version, name) VALUES (CAST(?1 AS INTEGER), ?2)", args);
-    if (rc < 0)
+    if ((rc = record(s, m)) < 0)
         goto out;
     *applied_now = 1;
 out:

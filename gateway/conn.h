@@ -1,0 +1,106 @@
+/*
+ * One client connection: socket, TLS, buffers and lifecycle.
+ *
+ * A connection ends in two steps (STYLE.md): conn_close() is a request that
+ * sends the stream error and </stream:stream>, stops reading and lets the
+ * output drain; the memory is freed later by the reaper at the end of the
+ * loop turn, so no callback (expat's included) ever runs on freed memory.
+ */
+#ifndef PARLEY_GATEWAY_CONN_H
+#define PARLEY_GATEWAY_CONN_H
+
+#include <ev.h>
+#include <openssl/ssl.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "gateway.h"
+
+struct stanza;
+struct xml_parser;
+struct sasl;
+
+enum conn_state {
+    CONN_CONNECTED,            /* TCP up, no TLS yet (or plain allowed) */
+    CONN_SECURED,              /* TLS negotiated, not authenticated */
+    CONN_AUTHED,               /* SASL succeeded, not bound */
+    CONN_BOUND,                /* resource bound: stanzas flow to the router */
+    CONN_CLOSING,              /* stream closed or failed: draining output */
+};
+
+struct held {                   /* a stanza held while waiting for the router */
+    struct stanza *s;
+    struct held *next;
+};
+
+struct conn {
+    uint64_t id;
+    int fd;
+    struct gateway *gw;
+    enum conn_state state;
+    SSL *ssl;
+    ev_io rio, wio;
+    ev_timer timer;            /* handshake deadline, then auth delays */
+    struct buf out;
+    struct xml_parser *xml;
+    char stream_id[20];
+
+    unsigned is_direct_tls : 1;
+    unsigned is_loopback : 1;
+    unsigned is_header_sent : 1;   /* our stream header for the current stream */
+    unsigned is_waiting : 1;       /* router answer pending: stanzas are held */
+    unsigned is_reaped : 1;
+    unsigned want_restart_tls : 1; /* start TLS once <proceed/> is written */
+    unsigned is_tls_restart : 1;   /* the parser restart was for <starttls/> */
+    unsigned is_close_reported : 1;/* OP_CLOSED sent to the router */
+    unsigned is_available : 1;     /* last broadcast presence was available */
+
+    struct sasl *sasl;
+    int sasl_mech;             /* enum sasl_mech of the exchange */
+    ev_timer delay;            /* A3 in auth.c: slowed-down failures */
+    int auth_failures;
+    char *pending_job;         /* id of the cred_get in flight */
+    char *pending_bind;        /* id of the bind iq in flight */
+    char *user_id;             /* bare JID after SASL */
+    char *full;                /* full JID after bind */
+    char *close_reason;        /* for OP_CLOSED: closed | dropped | error | kicked */
+    double bound_at;
+    int priority;              /* of the last broadcast available presence */
+    char *presence;            /* that presence, serialized, for re-announcing */
+
+    struct held *held, *held_tail;
+    int nheld;
+
+    struct conn *hnext;        /* bucket chain in gateway */
+    struct conn *reap_next;
+};
+
+/* Takes ownership of fd (accepted, non-blocking). */
+struct conn *conn_new(struct gateway *gw, int fd, int is_direct_tls, int is_loopback);
+struct conn *conn_find(struct gateway *gw, uint64_t id);
+
+/* Queues bytes for the client and tries to write them now. */
+void conn_write(struct conn *c, const char *data, size_t len);
+void conn_write_str(struct conn *c, const char *s);
+
+/* Starts TLS on the socket (direct TLS, or after <proceed/> is written). */
+void conn_start_tls(struct conn *c);
+
+/*
+ * Ends the connection. condition is a stream error (RFC 6120 §4.9.3, e.g.
+ * "not-well-formed") or NULL for a clean close; text is optional; reason
+ * goes to the router and the log. Idempotent.
+ */
+void conn_close(struct conn *c, const char *condition, const char *text, const char *reason);
+
+/* Frees every connection closed during this loop turn. */
+void conn_reap(struct gateway *gw);
+void conn_init_table(struct gateway *gw);
+/* Iteration over live connections (for re-announcing sessions). */
+void conn_foreach(struct gateway *gw, void (*fn)(struct conn *c, void *arg), void *arg);
+
+/* Holding stanzas while the router decides (bind, credentials). */
+void conn_wait(struct conn *c);
+void conn_resume(struct conn *c);
+
+#endif

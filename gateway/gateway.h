@@ -1,0 +1,50 @@
+/*
+ * The gateway's state, made in main.c and passed to every gateway file.
+ * A gateway holds client connections (TCP, TLS, XML streams, SASL, bind)
+ * and forwards what bound clients send to the router; it never decides
+ * where a stanza goes and never touches the database.
+ */
+#ifndef PARLEY_GATEWAY_H
+#define PARLEY_GATEWAY_H
+
+#include <ev.h>
+#include <openssl/ssl.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "evzmq.h"
+
+struct conn;
+struct listener;
+
+struct upstream {
+    void *sock;                /* DEALER to the router */
+    struct evzmq watch;
+    ev_timer heartbeat;
+    double last_heard;         /* ev_now() of the router's last message */
+    int is_router_alive;       /* heard within router.peer_timeout_ms */
+    uint64_t job_seq;
+};
+
+struct gateway {
+    const struct config *conf;
+    const char *name;          /* peer name, e.g. "gateway-1" */
+    struct ev_loop *loop;
+    void *zctx;
+    SSL_CTX *tls;
+    struct upstream up;
+    struct listener *listeners;
+
+    /* connections by id: chained buckets, see conn.c */
+    struct conn **conn_buckets;
+    size_t conn_nbuckets;
+    size_t nconns;
+    uint64_t next_conn_id;
+    struct conn *reap_list;    /* closed, freed at the end of the loop turn */
+    ev_check reaper;
+
+    ev_signal sigint, sigterm;
+    int is_stopping;
+};
+
+#endif

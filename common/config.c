@@ -16,7 +16,7 @@
 #define PARLEY_MIGRATIONS_DIR "/usr/share/parley/migrations"
 #endif
 
-enum opt_type { OPT_STR, OPT_INT, OPT_BOOL, OPT_ENUM };
+enum opt_type { OPT_STR, OPT_INT, OPT_BOOL, OPT_ENUM, OPT_DEVICE_CLASSES };
 
 struct option {
     const char *path;         /* "section.key" */
@@ -65,6 +65,9 @@ static const struct option options[] = {
 
     { "sessions.conflict", OPT_ENUM, O(sessions.conflict), "kick_old", 0, 0, "kick_old|reject_new" },
     { "sessions.max_per_user", OPT_INT, O(sessions.max_per_user), "0", 0, 100000, NULL },
+    { "sessions.device_classes", OPT_DEVICE_CLASSES, O(sessions), NULL, 0, 0, NULL },
+
+    { "routing.bare_jid", OPT_ENUM, O(routing.bare_jid), "all", 0, 0, "all|highest_priority" },
 };
 
 #define NOPTIONS (sizeof(options) / sizeof(options[0]))
@@ -93,6 +96,66 @@ static int enum_allows(const char *choices, const char *v)
         p = end + 1;
     }
     return 0;
+}
+
+static void free_device_classes(struct config *c)
+{
+    for (size_t i = 0; i < c->sessions.ndevice_classes; i++) {
+        free(c->sessions.device_classes[i].prefix);
+        free(c->sessions.device_classes[i].name);
+    }
+    free(c->sessions.device_classes);
+    c->sessions.device_classes = NULL;
+    c->sessions.ndevice_classes = 0;
+}
+
+/* sessions.device_classes: {"1": "ios", ...}. A prefix is what a login
+ * name carries before '#'; the name becomes the bound resource, so it must
+ * be a short, plain word. */
+static int set_device_classes(struct config *c, const struct option *o, yajl_val node, char **err)
+{
+    free_device_classes(c);
+    if (!node)
+        return 0;
+    if (!YAJL_IS_OBJECT(node)) {
+        *err = xasprintf("%s: expected an object of prefix: class name", o->path);
+        return -1;
+    }
+    c->sessions.device_classes = xcalloc(node->u.object.len, sizeof(*c->sessions.device_classes));
+    for (size_t i = 0; i < node->u.object.len; i++) {
+        const char *prefix = node->u.object.keys[i];
+        yajl_val v = node->u.object.values[i];
+        const char *name = YAJL_IS_STRING(v) ? YAJL_GET_STRING(v) : NULL;
+        size_t plen = strlen(prefix);
+        if (plen == 0 || plen > 16 || strchr(prefix, '#') || strchr(prefix, '@') || strchr(prefix, '/')) {
+            *err = xasprintf("%s: prefix \"%s\" must be 1-16 characters without # @ /", o->path, prefix);
+            return -1;
+        }
+        if (!name || !*name || strlen(name) > 64 || strpbrk(name, "/@ \t")) {
+            *err = xasprintf("%s.%s: the class name must be a word of 1-64 characters", o->path, prefix);
+            return -1;
+        }
+        for (size_t k = 0; k < i; k++) {
+            if (strcmp(c->sessions.device_classes[k].name, name) == 0) {
+                *err = xasprintf("%s: class name \"%s\" is used twice", o->path, name);
+                return -1;
+            }
+        }
+        c->sessions.device_classes[i].prefix = xstrdup(prefix);
+        c->sessions.device_classes[i].name = xstrdup(name);
+        c->sessions.ndevice_classes++;
+    }
+    return 0;
+}
+
+const struct config_device_class *config_device_class(const struct config *c, const char *prefix, size_t len)
+{
+    for (size_t i = 0; i < c->sessions.ndevice_classes; i++) {
+        const struct config_device_class *d = &c->sessions.device_classes[i];
+        if (strlen(d->prefix) == len && memcmp(d->prefix, prefix, len) == 0)
+            return d;
+    }
+    return NULL;
 }
 
 /* Applies one value given as text (defaults) or as a JSON node. */
@@ -135,6 +198,8 @@ static int set_option(struct config *c, const struct option *o, const char *text
         *int_field(c, o) = (int)v;
         return 0;
     }
+    case OPT_DEVICE_CLASSES:
+        return set_device_classes(c, o, node, err);
     case OPT_BOOL:
         if (node) {
             if (!YAJL_IS_TRUE(node) && !YAJL_IS_FALSE(node)) {
@@ -279,5 +344,6 @@ void config_free(struct config *c)
     for (size_t i = 0; i < NOPTIONS; i++)
         if (options[i].type == OPT_STR || options[i].type == OPT_ENUM)
             free(*str_field(c, &options[i]));
+    free_device_classes(c);
     free(c);
 }

@@ -49,9 +49,20 @@ struct config_storage {
     char *migrations_dir;
 };
 
+struct config_device_class {
+    char *prefix;             /* login name prefix before '#', e.g. "1" */
+    char *name;               /* the resource it binds, e.g. "ios" */
+};
+
 struct config_sessions {
     char *conflict;           /* "kick_old" | "reject_new" */
     int max_per_user;         /* 0 = unlimited */
+    struct config_device_class *device_classes; /* empty = off */
+    size_t ndevice_classes;
+};
+
+struct config_routing {
+    char *bare_jid;           /* "all" | "highest_priority" */
 };
 
 struct config {
@@ -62,7 +73,11 @@ struct config {
     struct config_gateway gateway;
     struct config_storage storage;
     struct config_sessions sessions;
+    struct config_routing routing;
 };
+
+/* The device class whose prefix is prefix[0..len), or NULL. */
+const struct config_device_class *config_device_class(const struct config *c, const char *prefix, size_t len);
 
 /*
  * Loads path (NULL: defaults only). Returns 0 and a new config the caller

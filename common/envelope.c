@@ -55,6 +55,7 @@ static const char *const str_names[ENV_STR_COUNT] = {
     [ENV_TEXT] = "text",
     [ENV_CRED_SHA1] = "cred_sha1",
     [ENV_CRED_SHA256] = "cred_sha256",
+    [ENV_CLASS] = "class",
 };
 
 static const char *const int_names[ENV_INT_COUNT] = {
@@ -63,6 +64,7 @@ static const char *const int_names[ENV_INT_COUNT] = {
     [ENV_PRIO] = "prio",
     [ENV_AVAIL] = "avail",
     [ENV_SINCE] = "since",
+    [ENV_FLAGS] = "flags",
 };
 
 struct envelope *envelope_new(enum envelope_op op)

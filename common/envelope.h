@@ -45,11 +45,15 @@
  *   id     str   the client's bind iq id (echoed back)
  *   full   str   requested full JID; no resource part means "pick one"
  *   user   str   authenticated bare JID (UserID)
+ *   class  str   device class of the login ("ios" for "1#alice"), if any;
+ *                full's resource is then the class name
  *   Reply OP_BIND_RESULT { conn, id, full } or { conn, id, error } with
- *   error "conflict" | "not-allowed" | "resource-constraint".
+ *   error "conflict" | "not-allowed" | "resource-constraint". Under the
+ *   kick_old policy the reply waits until the session it replaces has
+ *   reported OP_CLOSED (or a short timeout passed).
  *
  * OP_ANNOUNCE   a gateway re-announcing a session after a router restart
- *   conn, full, user, prio (int, current presence priority; absent when
+ *   conn, full, user, class, prio (int, current presence priority; absent when
  *   no presence was sent), avail (int 1/0), since (int, unix time of bind)
  *   plus payload: the session's last broadcast presence stanza, if any.
  *   No reply; a conflicting announce is answered with OP_KICK.
@@ -81,6 +85,8 @@
  *   id     str   the stanza's id attribute, if any
  *   ns     str   iq only: namespace of the first child element
  *   prio   int   presence only: <priority/> value, when present
+ *   flags  int   message only: STANZA_FLAG_* below, so the router applies
+ *                carbons rules without parsing
  *   payload: the stanza, with 'from' already set to the full JID
  *
  * OP_DELIVER    router -> gateway: write the payload to this connection
@@ -141,6 +147,11 @@
 #include <stdint.h>
 
 #define ENVELOPE_VERSION 1
+
+/* OP_STANZA "flags" for messages. */
+#define STANZA_FLAG_BODY 1        /* has a <body/> */
+#define STANZA_FLAG_NO_COPY 2     /* <private xmlns='urn:xmpp:carbons:2'/> or <no-copy xmlns='urn:xmpp:hints'/> */
+#define STANZA_FLAG_CARBON 4      /* is itself a carbon (<sent/>/<received/> of urn:xmpp:carbons:2) */
 #define ENVELOPE_PEER_MAX 255 /* ZeroMQ identities are at most 255 bytes */
 
 enum envelope_op {
@@ -182,6 +193,7 @@ enum envelope_str {
     ENV_TEXT,
     ENV_CRED_SHA1,
     ENV_CRED_SHA256,
+    ENV_CLASS,
     ENV_STR_COUNT
 };
 
@@ -192,6 +204,7 @@ enum envelope_int {
     ENV_PRIO,
     ENV_AVAIL,
     ENV_SINCE,
+    ENV_FLAGS,
     ENV_INT_COUNT
 };
 

@@ -15,7 +15,8 @@
  *       counted after every feed (a huge start tag or attribute is held
  *       inside expat, invisible to handlers), and handlers check again as
  *       tags and text arrive, so neither expat's buffer nor our text buffer
- *       grows past about one limit plus one read.
+ *       grows past about one limit plus one read. The same limit applies
+ *       to the XML declaration and stream header together.
  *   R3  Depth: a stanza is depth 1; deeper than max_depth fails.
  *   R4  Everything after a failure, or after the stream close other than
  *       whitespace, gets XML_ERR_CLOSED.
@@ -27,10 +28,12 @@
  *       quadratic (CVE-2023-52425). But a stanza whose final '>' arrives in a
  *       small read would then wait for more data. Every unit we deliver ends
  *       with '>', so when a read holds a '>' and expat still holds unparsed
- *       bytes, we force one reparse. If that completes nothing (the '>' was
- *       inside an attribute value), forcing pauses until the held bytes have
- *       doubled, which keeps the total work linear however the '>' bytes are
- *       placed, at the price of a possible delay for that rare stanza.
+ *       bytes, we force one reparse. Up to FORCE_FREE_BYTES held that is
+ *       always cheap. Beyond, if a forced reparse completes nothing (the '>'
+ *       was inside an attribute value), forcing pauses until the held bytes
+ *       have doubled, which keeps the total work linear however the '>'
+ *       bytes are placed, at the price of a possible delay for a stanza with
+ *       a start tag over 1 KB and a '>' in an attribute value.
  */
 #include "xml.h"
 #include "util.h"
@@ -43,6 +46,10 @@
 /* expat's namespace separator: U+0001 cannot occur in XML 1.0 names or
  * namespace URIs, not even as a character reference. */
 #define NS_SEP '\1'
+
+/* R6: reparsing this many held bytes on every read that carries a '>' costs
+ * about a microsecond, so below it we always force. */
+#define FORCE_FREE_BYTES 1024
 
 /*
  * Added in expat 2.6.0 and backported by distributions without bumping the
@@ -416,7 +423,7 @@ static int force_reparse(struct xml_parser *p, unsigned long events_before)
     long long held = p->fed - p->last_event_end;
     if (p->events != events_before)
         p->force_floor = 0;
-    if (held <= 0 || held < p->force_floor)
+    if (held <= 0 || (held > FORCE_FREE_BYTES && held < p->force_floor))
         return XML_STATUS_OK;
     (void)XML_SetReparseDeferralEnabled(p->xp, XML_FALSE); /* only fails on bad arguments */
     int status = XML_Parse(p->xp, NULL, 0, XML_FALSE);

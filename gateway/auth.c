@@ -12,6 +12,10 @@
  *       max_auth_failures the stream is closed with policy-violation
  *       (§6.4.5 allows a configurable number of retries)
  *   A4  on success the stream restarts (§6.4.6) and the SASL state is wiped
+ *   A5  with sessions.device_classes configured, a login name "P#local"
+ *       whose prefix P is a configured class authenticates as local; the
+ *       class decides the resource at bind time (bind.c). SCRAM signs the
+ *       whole name as sent, so the prefix stays in the proof.
  */
 #include "auth.h"
 #include "base64.h"
@@ -113,7 +117,8 @@ static void succeed(struct conn *c, const unsigned char *extra, size_t len)
     sasl_free(c->sasl);
     c->sasl = NULL;
     c->state = CONN_AUTHED;
-    log_info("conn=%llu user=%s authenticated", (unsigned long long)c->id, c->user_id);
+    log_info("conn=%llu user=%s authenticated%s%s", (unsigned long long)c->id, c->user_id,
+             c->device_class ? " class=" : "", c->device_class ? c->device_class->name : "");
     stream_restart(c);                                                      /* A4 */
 }
 
@@ -150,9 +155,19 @@ static void handle_rc(struct conn *c, int rc, unsigned char *out, size_t out_len
 /* The username is known: ask storage for its keys, holding the stream. */
 static void fetch_creds(struct conn *c)
 {
+    const char *authcid = sasl_authcid(c->sasl);
+    const char *hash = strchr(authcid, '#');
+    const struct config_device_class *dc = NULL;
     char *local = NULL;
 
-    if (jid_nodeprep(sasl_authcid(c->sasl), &local) != JID_OK) {
+    /* A5: "1#alice" logs in as alice from device class "1". */
+    if (hash && c->gw->conf->sessions.ndevice_classes) {
+        dc = config_device_class(c->gw->conf, authcid, (size_t)(hash - authcid));
+        if (dc)
+            authcid = hash + 1;
+    }
+    c->device_class = dc;
+    if (jid_nodeprep(authcid, &local) != JID_OK) {
         fail(c, "not-authorized");
         return;
     }
@@ -160,6 +175,7 @@ static void fetch_creds(struct conn *c)
     c->user_id = xasprintf("%s@%s", local, c->gw->conf->domain);
     free(local);
     free(c->pending_job);
+    c->is_request_sent = c->gw->up.is_connected;
     c->pending_job = upstream_request_creds(c->gw, c->id, c->user_id);
     conn_wait(c);
 }

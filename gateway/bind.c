@@ -10,6 +10,8 @@
  *   B2  the resource is resourceprep'd; one that fails is bad-request
  *       (§7.7.2.1); the full JID is at most 3071 bytes (RFC 7622 §3.1)
  *   B3  before binding, anything else is not-authorized (§7.1)
+ *   B4  a device-class login binds the resource named after its class,
+ *       whatever it asked for (the server may override, §7.7.2.2)
  */
 #include "bind.h"
 #include "conn.h"
@@ -66,7 +68,10 @@ void bind_on_stanza(struct conn *c, struct stanza *s)
         goto out;
     }
     free(text);
-    full = resource ? xasprintf("%s/%s", c->user_id, resource) : xstrdup(c->user_id);      /* B1 */
+    if (c->device_class)
+        full = xasprintf("%s/%s", c->user_id, c->device_class->name);                      /* B4 */
+    else
+        full = resource ? xasprintf("%s/%s", c->user_id, resource) : xstrdup(c->user_id);  /* B1 */
     if (strlen(full) > 3071) {
         stream_stanza_error(c, s, "bad-request", "modify");
         free(full);
@@ -74,7 +79,11 @@ void bind_on_stanza(struct conn *c, struct stanza *s)
     }
     free(c->pending_bind);
     c->pending_bind = xstrdup(stanza_attr(s, "id"));
-    upstream_request_bind(c->gw, c->id, c->pending_bind, full, c->user_id);
+    free(c->pending_full);
+    c->pending_full = xstrdup(full);
+    c->is_request_sent = c->gw->up.is_connected;
+    upstream_request_bind(c->gw, c->id, c->pending_bind, full, c->user_id,
+                          c->device_class ? c->device_class->name : NULL);
     conn_wait(c);
     free(full);
 out:

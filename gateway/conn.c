@@ -168,7 +168,6 @@ static void drop(struct conn *c, const char *why)
         c->state = CONN_CLOSING;
         if (!c->close_reason)
             c->close_reason = xstrdup("dropped");
-        upstream_closed(c);
     }
     buf_reset(&c->out);
     schedule_reap(c);
@@ -333,7 +332,6 @@ void conn_close(struct conn *c, const char *condition, const char *text, const c
         c->close_reason = xstrdup(reason ? reason : (condition ? "error" : "closed"));
     stream_write_close(c, condition, text);
     c->state = CONN_CLOSING;
-    upstream_closed(c);
     ev_io_stop(c->gw->loop, &c->rio);
     /* Give the peer a moment to read the error, no more. */
     ev_timer_stop(c->gw->loop, &c->timer);
@@ -388,6 +386,9 @@ static void conn_free(struct conn *c)
         SSL_free(c->ssl);
     }
     close(c->fd);
+    /* Reported only now that the socket is closed: a kick_old bind waits
+     * for this, so the new login succeeds after the old one is gone. */
+    upstream_closed(c);
     xml_free(c->xml);
     stream_fini(c);
     while (c->held) {
@@ -399,6 +400,7 @@ static void conn_free(struct conn *c)
     buf_fini(&c->out);
     free(c->pending_job);
     free(c->pending_bind);
+    free(c->pending_full);
     free(c->user_id);
     free(c->full);
     free(c->close_reason);

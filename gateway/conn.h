@@ -61,7 +61,10 @@ struct conn {
     int auth_failures;
     char *pending_job;         /* id of the cred_get in flight */
     char *pending_bind;        /* id of the bind iq in flight */
+    char *pending_full;        /* what that bind asked for */
+    unsigned is_request_sent : 1; /* the pending request went to the router (not held) */
     char *user_id;             /* bare JID after SASL */
+    const struct config_device_class *device_class; /* from the login name; borrowed from the config */
     char *full;                /* full JID after bind */
     char *close_reason;        /* for OP_CLOSED: closed | dropped | error | kicked */
     double bound_at;

@@ -51,6 +51,24 @@ static void answer_ping(struct conn *c, const struct stanza *s)
     buf_fini(&b);
 }
 
+/* The header flags the router's carbons rules read (envelope.h). */
+static int message_flags(const struct stanza *s)
+{
+    int flags = 0;
+    for (const struct stanza *k = s->first; k; k = k->next) {
+        if (k->kind != STANZA_ELEMENT)
+            continue;
+        if (str_eq(k->name, "body") && str_eq(k->ns, NS_CLIENT))
+            flags |= STANZA_FLAG_BODY;
+        else if ((str_eq(k->name, "private") && str_eq(k->ns, "urn:xmpp:carbons:2")) ||
+                 (str_eq(k->name, "no-copy") && str_eq(k->ns, "urn:xmpp:hints")))
+            flags |= STANZA_FLAG_NO_COPY;
+        else if ((str_eq(k->name, "sent") || str_eq(k->name, "received")) && str_eq(k->ns, "urn:xmpp:carbons:2"))
+            flags |= STANZA_FLAG_CARBON;
+    }
+    return flags;
+}
+
 static int presence_priority(const struct stanza *s)
 {
     struct stanza *p = stanza_child(s, "priority", NS_CLIENT);
@@ -119,6 +137,8 @@ void forward_stanza(struct conn *c, struct stanza *s)
     if (str_eq(s->name, "iq")) {
         struct stanza *q = stanza_first_element(s);
         envelope_set(e, ENV_NS, q ? q->ns : "");
+    } else if (str_eq(s->name, "message")) {
+        envelope_set_int(e, ENV_FLAGS, message_flags(s));
     }
     buf_init(&xml);
     stanza_serialize(s, NS_CLIENT, &xml);

@@ -17,12 +17,25 @@
 struct conn;
 struct listener;
 
+struct envelope;
+
+struct upstream_held {         /* an envelope kept while the router is away */
+    struct envelope *env;
+    size_t bytes;
+    struct upstream_held *next;
+};
+
 struct upstream {
     void *sock;                /* DEALER to the router */
-    struct evzmq watch;
+    void *monitor;             /* PAIR receiving the DEALER's connect/disconnect events */
+    struct evzmq watch, monitor_watch;
     ev_timer heartbeat;
     double last_heard;         /* ev_now() of the router's last message */
     int is_router_alive;       /* heard within router.peer_timeout_ms */
+    int is_connected;          /* the link is up and the router knows us */
+    struct upstream_held *held, *held_tail;
+    size_t held_bytes;
+    uint64_t held_dropped;
     uint64_t job_seq;
 };
 

@@ -2,9 +2,18 @@
  * The router link: a DEALER socket named after the gateway, heartbeats both
  * ways, and the dispatch of what the router sends (envelope.h).
  *
- * When the router restarts it answers our next message with
- * OP_UNKNOWN_PEER; we say hello again and re-announce every bound session
- * with its presence, so no client is disconnected by a router restart.
+ * Router restarts (U1-U3): no client is disconnected and nothing a client
+ * sends while the router is away is lost.
+ *   U1  a socket monitor tells us at once when the link drops; from then
+ *       on everything but heartbeats is held here, in order, up to
+ *       gateway.router_buffer_bytes (over that, the newest is refused and
+ *       counted), because ZeroMQ would hand it to the new router before
+ *       that router knows our sessions
+ *   U2  a restarted router answers our heartbeat with OP_UNKNOWN_PEER: we
+ *       say hello, re-announce every bound session with its presence,
+ *       re-send the bind and credential requests that were in flight,
+ *       then release what we held
+ *   U3  if the same router answers (a short blip), we release at once
  */
 #include "upstream.h"
 #include "auth.h"
@@ -22,11 +31,61 @@
 #include <unistd.h>
 #include <zmq.h>
 
-void upstream_send(struct gateway *gw, struct envelope **e)
+static void send_now(struct gateway *gw, struct envelope **e)
 {
     enum envelope_op op = (*e)->op;
     if (envelope_send(gw->up.sock, NULL, e) < 0)
         log_warn("router send %s failed: %s", envelope_op_name(op), zmq_strerror(errno));
+}
+
+void upstream_send(struct gateway *gw, struct envelope **e)
+{
+    struct upstream *up = &gw->up;
+    size_t bytes;
+
+    if (up->is_connected) {
+        send_now(gw, e);
+        return;
+    }
+    /* U1 */
+    bytes = (*e)->payload_len + 256;
+    if (up->held_bytes + bytes > (size_t)gw->conf->gateway.router_buffer_bytes) {
+        if (up->held_dropped++ % 1000 == 0)
+            log_warn("router away and %zu bytes held; refusing %s (%llu refused so far)", up->held_bytes,
+                     envelope_op_name((*e)->op), (unsigned long long)up->held_dropped);
+        envelope_free(*e);
+        *e = NULL;
+        return;
+    }
+    struct upstream_held *h = xcalloc(1, sizeof(*h));
+    h->env = *e;
+    h->bytes = bytes;
+    *e = NULL;
+    if (up->held_tail)
+        up->held_tail->next = h;
+    else
+        up->held = h;
+    up->held_tail = h;
+    up->held_bytes += bytes;
+}
+
+static void release_held(struct gateway *gw)
+{
+    struct upstream *up = &gw->up;
+    size_t n = 0;
+
+    up->is_connected = 1;
+    while (up->held) {
+        struct upstream_held *h = up->held;
+        up->held = h->next;
+        send_now(gw, &h->env);
+        free(h);
+        n++;
+    }
+    up->held_tail = NULL;
+    up->held_bytes = 0;
+    if (n)
+        log_info("router link restored; %zu held messages sent", n);
 }
 
 static void send_hello(struct gateway *gw)
@@ -35,7 +94,7 @@ static void send_hello(struct gateway *gw)
     envelope_set(e, ENV_NAME, gw->name);
     envelope_set(e, ENV_ROLE, "gateway");
     envelope_set_int(e, ENV_PID, getpid());
-    upstream_send(gw, &e);
+    send_now(gw, &e);
 }
 
 static void announce_one(struct conn *c, void *arg)
@@ -47,6 +106,8 @@ static void announce_one(struct conn *c, void *arg)
     envelope_set_int(e, ENV_CONN, (int64_t)c->id);
     envelope_set(e, ENV_FULL, c->full);
     envelope_set(e, ENV_USER, c->user_id);
+    if (c->device_class)
+        envelope_set(e, ENV_CLASS, c->device_class->name);
     envelope_set_int(e, ENV_SINCE, (int64_t)c->bound_at);
     envelope_set_int(e, ENV_AVAIL, c->is_available);
     if (c->is_available) {
@@ -54,7 +115,33 @@ static void announce_one(struct conn *c, void *arg)
         if (c->presence)
             envelope_set_payload(e, c->presence, strlen(c->presence));
     }
-    upstream_send(c->gw, &e);
+    send_now(c->gw, &e);
+}
+
+/* U2: requests the old router took with it are asked again. Only those
+ * sent directly: held ones are still here and go out after this. */
+static void resend_one(struct conn *c, void *arg)
+{
+    (void)arg;
+    if (c->state == CONN_CLOSING || !c->is_request_sent)
+        return;
+    if (c->pending_bind && c->state == CONN_AUTHED && c->pending_full) {
+        struct envelope *e = envelope_new(OP_BIND);
+        envelope_set_int(e, ENV_CONN, (int64_t)c->id);
+        envelope_set(e, ENV_ID, c->pending_bind);
+        envelope_set(e, ENV_FULL, c->pending_full);
+        envelope_set(e, ENV_USER, c->user_id);
+        if (c->device_class)
+            envelope_set(e, ENV_CLASS, c->device_class->name);
+        send_now(c->gw, &e);
+    } else if (c->pending_job && c->user_id) {
+        struct envelope *e = envelope_new(OP_JOB);
+        envelope_set(e, ENV_WHAT, "cred_get");
+        envelope_set(e, ENV_JOB, c->pending_job);
+        envelope_set_int(e, ENV_CONN, (int64_t)c->id);
+        envelope_set(e, ENV_USER, c->user_id);
+        send_now(c->gw, &e);
+    }
 }
 
 static void on_router_msg(struct evzmq *z)
@@ -79,11 +166,17 @@ static void on_router_msg(struct evzmq *z)
     switch (env->op) {
     case OP_HELLO:
     case OP_HEARTBEAT:
+        if (!gw->up.is_connected)
+            release_held(gw);                                               /* U3 */
         break;
     case OP_UNKNOWN_PEER:
+        /* U2. Several may come (one per heartbeat queued while away);
+         * repeats are harmless: the router ignores a known announce. */
         log_info("router does not know us (it restarted); saying hello and re-announcing sessions");
         send_hello(gw);
         conn_foreach(gw, announce_one, NULL);
+        conn_foreach(gw, resend_one, NULL);
+        release_held(gw);
         break;
     case OP_DELIVER:
         if (c && c->state == CONN_BOUND && env->payload)
@@ -125,7 +218,46 @@ static void on_heartbeat(struct ev_loop *loop, ev_timer *w, int revents)
         log_warn("router silent for %.1f s; keeping clients connected and waiting for it", silent);
     }
     e = envelope_new(OP_HEARTBEAT);
-    upstream_send(gw, &e);
+    send_now(gw, &e);
+}
+
+static void on_monitor(struct evzmq *z)
+{
+    struct gateway *gw = z->data;
+    zmq_msg_t m;
+    uint16_t event = 0;
+
+    zmq_msg_init(&m);
+    if (zmq_msg_recv(&m, gw->up.monitor, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&m);
+        return;
+    }
+    if (zmq_msg_size(&m) >= 2)
+        memcpy(&event, zmq_msg_data(&m), sizeof(event));
+    while (zmq_msg_more(&m)) {          /* the endpoint frame */
+        zmq_msg_close(&m);
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, gw->up.monitor, 0) < 0)
+            break;
+    }
+    zmq_msg_close(&m);
+    if (event == ZMQ_EVENT_DISCONNECTED && gw->up.is_connected) {
+        gw->up.is_connected = 0;                                            /* U1 */
+        log_warn("router link lost; keeping clients connected and holding what they send");
+    }
+}
+
+static int open_monitor(struct gateway *gw)
+{
+    char ep[64];
+    snprintf(ep, sizeof(ep), "inproc://router-monitor-%d", (int)getpid());
+    if (zmq_socket_monitor(gw->up.sock, ep, ZMQ_EVENT_DISCONNECTED) < 0)
+        return -1;
+    gw->up.monitor = zmq_socket(gw->zctx, ZMQ_PAIR);
+    if (!gw->up.monitor || zmq_connect(gw->up.monitor, ep) < 0)
+        return -1;
+    evzmq_init(&gw->up.monitor_watch, gw->loop, gw->up.monitor, on_monitor, gw);
+    return 0;
 }
 
 int upstream_open(struct gateway *gw)
@@ -139,11 +271,16 @@ int upstream_open(struct gateway *gw)
         return -1;
     }
     evzmq_init(&gw->up.watch, gw->loop, gw->up.sock, on_router_msg, gw);
+    if (open_monitor(gw) < 0) {
+        log_error("cannot monitor the router link: %s", zmq_strerror(errno));
+        return -1;
+    }
     ev_timer_init(&gw->up.heartbeat, on_heartbeat, hb, hb);
     gw->up.heartbeat.data = gw;
     ev_timer_start(gw->loop, &gw->up.heartbeat);
     gw->up.last_heard = ev_now(gw->loop);
     gw->up.is_router_alive = 1;
+    gw->up.is_connected = 1;
     send_hello(gw);
     log_info("router at %s", ep);
     return 0;
@@ -155,8 +292,20 @@ void upstream_close(struct gateway *gw)
         return;
     ev_timer_stop(gw->loop, &gw->up.heartbeat);
     evzmq_fini(&gw->up.watch);
+    if (gw->up.monitor) {
+        evzmq_fini(&gw->up.monitor_watch);
+        (void)zmq_socket_monitor(gw->up.sock, NULL, 0); /* stops the monitor */
+        zmq_close(gw->up.monitor);
+        gw->up.monitor = NULL;
+    }
     zmq_close(gw->up.sock);
     gw->up.sock = NULL;
+    while (gw->up.held) {
+        struct upstream_held *h = gw->up.held;
+        gw->up.held = h->next;
+        envelope_free(h->env);
+        free(h);
+    }
 }
 
 char *upstream_request_creds(struct gateway *gw, uint64_t conn, const char *user_id)
@@ -172,13 +321,15 @@ char *upstream_request_creds(struct gateway *gw, uint64_t conn, const char *user
 }
 
 void upstream_request_bind(struct gateway *gw, uint64_t conn, const char *id, const char *full,
-                           const char *user_id)
+                           const char *user_id, const char *device_class)
 {
     struct envelope *e = envelope_new(OP_BIND);
     envelope_set_int(e, ENV_CONN, (int64_t)conn);
     envelope_set(e, ENV_ID, id);
     envelope_set(e, ENV_FULL, full);
     envelope_set(e, ENV_USER, user_id);
+    if (device_class)
+        envelope_set(e, ENV_CLASS, device_class);
     upstream_send(gw, &e);
 }
 

@@ -20,7 +20,7 @@ void upstream_send(struct gateway *gw, struct envelope **e);
  * job id the answer will carry (caller owns). */
 char *upstream_request_creds(struct gateway *gw, uint64_t conn, const char *user_id);
 void upstream_request_bind(struct gateway *gw, uint64_t conn, const char *id, const char *full,
-                           const char *user_id);
+                           const char *user_id, const char *device_class);
 /* Tells the router a bound session's connection ended (once). */
 void upstream_closed(struct conn *c);
 

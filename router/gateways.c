@@ -53,10 +53,11 @@ int gateways_on_message(struct router *r, const char *name, const struct envelop
             g->since = time(NULL);
             strmap_put(&r->gateways, name, g);
             log_info("gateway=%s pid=%lld up", name, (long long)envelope_get_int(env, ENV_PID, 0));
-        } else {
+        } else if (g->pid != envelope_get_int(env, ENV_PID, 0)) {
             /* The gateway restarted within the timeout: its old sessions
-             * are gone with its old process. */
-            log_info("gateway=%s pid=%lld said hello again; ending its old sessions", name,
+             * are gone with its old process. (The same process says hello
+             * again after a link blip; its sessions stay.) */
+            log_info("gateway=%s pid=%lld restarted; ending the old process's sessions", name,
                      (long long)envelope_get_int(env, ENV_PID, 0));
             sessions_end_gateway(r, name, "gateway restarted");
         }

@@ -9,6 +9,7 @@
  */
 #include "iq.h"
 #include "buf.h"
+#include "carbons.h"
 #include "envelope.h"
 #include "jobs.h"
 #include "log.h"
@@ -30,6 +31,7 @@ const char *const iq_features[] = {
     NS_DISCO_ITEMS,
     NS_PING,            /* XEP-0199: answered by the gateway and here */
     NS_ROSTER,          /* RFC 6121 §2: roster get */
+    NS_CARBONS,         /* XEP-0280 (carbons.c) */
     NULL,
 };
 
@@ -113,6 +115,8 @@ static void account_iq(struct router *r, struct session *from, const struct enve
         else
             /* Roster management arrives with the presence and roster work. */
             reply_error(r, from, env, "feature-not-implemented", "cancel");
+    } else if (str_eq(ns, NS_CARBONS)) {
+        carbons_iq(r, from, env);
     } else if (is_get && str_eq(ns, NS_DISCO_INFO)) {
         reply_iq_result(r, from, env,
                         "<query xmlns='" NS_DISCO_INFO "'><identity category='account' type='registered'/></query>");

@@ -112,6 +112,7 @@ static void on_heartbeat(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
     struct router *r = w->data;
     gateways_tick(r);
+    sessions_tick(r);
     jobs_tick(r);
 }
 

@@ -8,10 +8,15 @@
  *       §10.3); presence without 'to' is a broadcast (RFC 6121 §4.2, §4.4)
  *   R2  a domain other than ours: remote-server-not-found (no s2s yet)
  *   R3  full JID of a connected resource: deliver to it (§8.5.3.1)
- *   R4  message to a bare JID, or to a full JID whose resource is gone:
- *       every available resource with non-negative priority (§8.5.2.1.1,
- *       §8.5.3.2.1); groupchat to a bare JID is an error; none: the
- *       sender gets service-unavailable (offline storage comes later)
+ *   R4  message to a bare JID: normal and chat go to every available
+ *       resource with non-negative priority, or only to the highest
+ *       (routing.bare_jid); headline to all of them (§8.5.2.1.1);
+ *       groupchat is service-unavailable; error is dropped; no resource
+ *       reached: the sender gets service-unavailable (offline storage
+ *       comes later)
+ *   R4a message to a full JID whose resource is gone (§8.5.3.2.1): normal
+ *       and chat as to the bare JID; groupchat service-unavailable;
+ *       headline and error dropped
  *   R5  iq to a full JID whose resource is gone: service-unavailable
  *       (§8.5.3.2.1); iq to a bare JID is answered by the server on the
  *       account's behalf (§8.5.2.1.1, iq.c)
@@ -20,6 +25,7 @@
  *   R7  an error stanza is never answered with an error (RFC 6120 §8.3.1)
  */
 #include "route.h"
+#include "carbons.h"
 #include "envelope.h"
 #include "iq.h"
 #include "log.h"
@@ -58,17 +64,25 @@ static void deliver_env(struct router *r, const struct session *to, const struct
     r->routed++;
 }
 
-/* R4: fan out to the user's available, non-negative-priority resources.
- * Returns the number of resources reached. */
-static int deliver_bare(struct router *r, struct user *u, const struct envelope *env)
+/* R4: fan out to the user's available, non-negative-priority resources
+ * (only the highest of them when configured and all_of_them is false);
+ * every session reached is marked with mark. Returns how many. */
+static int deliver_bare(struct router *r, struct user *u, const struct envelope *env, uint64_t mark,
+                        int all_of_them)
 {
-    int n = 0;
+    int n = 0, best = -1;
+
     if (!u)
         return 0;
+    if (!all_of_them && strcmp(r->conf->routing.bare_jid, "highest_priority") == 0)
+        for (struct session *s = u->sessions; s; s = s->next)
+            if (s->available && s->priority > best)
+                best = s->priority;
     for (struct session *s = u->sessions; s; s = s->next) {
-        if (!s->available || s->priority < 0)
+        if (!s->available || s->priority < 0 || s->priority < best)
             continue;
         deliver_env(r, s, env);
+        s->mark = mark;
         n++;
     }
     return n;
@@ -78,6 +92,11 @@ static void route_message(struct router *r, struct session *from, const struct e
 {
     const char *type = envelope_get(env, ENV_TYPE);
     int is_error = str_eq(type, "error");
+    int is_groupchat = str_eq(type, "groupchat");
+    int is_headline = str_eq(type, "headline");
+    uint64_t mark = ++r->fanout_seq;
+    struct user *u;
+    int n = 0;
 
     if (!to->has_local) {
         /* Messages to the server itself: nothing here consumes them. */
@@ -85,18 +104,37 @@ static void route_message(struct router *r, struct session *from, const struct e
             reply_error(r, from, env, "service-unavailable", "cancel");
         return;
     }
+    u = sessions_user(r, to->bare);
     if (to->resource) {
         struct session *dest = sessions_find(r, envelope_get(env, ENV_TO));
         if (dest) {
-            deliver_env(r, dest, env);                       /* R3 */
+            deliver_env(r, dest, env);                                       /* R3 */
+            dest->mark = mark;
+            n = 1;
+        } else if (is_groupchat) {
+            reply_error(r, from, env, "service-unavailable", "cancel");     /* R4a */
             return;
+        } else if (is_headline || is_error) {
+            return;                                                          /* R4a */
+        } else {
+            n = deliver_bare(r, u, env, mark, 0);                            /* R4a */
         }
-    } else if (str_eq(type, "groupchat")) {
-        reply_error(r, from, env, "service-unavailable", "cancel"); /* R4 */
+    } else if (is_groupchat) {
+        reply_error(r, from, env, "service-unavailable", "cancel");         /* R4 */
+        return;
+    } else if (is_error) {
+        return;                                                              /* R4, R7 */
+    } else {
+        n = deliver_bare(r, u, env, mark, is_headline);                      /* R4 */
+    }
+    if (n == 0) {
+        reply_error(r, from, env, "service-unavailable", "cancel");         /* R4 */
         return;
     }
-    if (deliver_bare(r, sessions_user(r, to->bare), env) == 0 && !is_error)
-        reply_error(r, from, env, "service-unavailable", "cancel"); /* R4, R7 */
+    if (carbons_is_eligible(env)) {
+        carbons_sent(r, from, env);
+        carbons_received(r, u, env, mark);
+    }
 }
 
 static void route_presence(struct router *r, struct session *from, const struct envelope *env, struct addr *to)

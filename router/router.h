@@ -35,8 +35,10 @@ struct router {
     struct strmap sessions;    /* LoginID (full JID) -> struct session */
     struct strmap users;       /* UserID (bare JID) -> struct user */
     struct jobs *jobs;         /* storage broker */
+    struct bind_wait *replacing; /* kick_old binds waiting for the old session */
 
     uint64_t routed;           /* stanzas routed, for status */
+    uint64_t fanout_seq;       /* route.c: marks the sessions one message reached */
     uint64_t resource_seq;     /* for server-generated resources */
 };
 

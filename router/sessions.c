@@ -4,14 +4,24 @@
  * Rules applied here:
  *   S1  a bind without a resource gets a fresh server-generated one, so a
  *       plain multi-device login never conflicts (RFC 6120 §7.6.2.1);
- *   S2  a bind asking for a resource already bound is refused with
- *       <conflict/> (RFC 6120 §7.7.2.2, option 2; the kick_old policy of
- *       sessions.conflict comes with the sessions issue);
+ *   S2  a bind asking for a resource already bound (on any gateway):
+ *       kick_old: the old session gets the <conflict/> stream error and
+ *       only when its gateway reports it closed (or after
+ *       REPLACE_TIMEOUT) does the new bind succeed (RFC 6120 §7.7.2.2
+ *       option 1, recommended); reject_new: the new bind gets a
+ *       <conflict/> stanza error and may bind another resource (option 2).
+ *       A replaced session ends quietly: the user never went offline.
  *   S3  the router handles one message at a time, so two gateways racing
- *       for one resource are serialized here: exactly one wins.
+ *       for one resource are serialized here: exactly one session remains.
+ *   S4  a device-class login binds the resource named after its class, so
+ *       each class holds at most one session (the gateway forces it)
+ *   S5  sessions.max_per_user: a bind over the limit replaces the oldest
+ *       session (kick_old) or is refused with resource-constraint
+ *       (reject_new; RFC 6120 §7.6.2.1)
  */
 #include "sessions.h"
 #include "envelope.h"
+#include "gateways.h"
 #include "log.h"
 #include "util.h"
 
@@ -19,6 +29,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+
+/* How long a kick_old bind waits for the old session's gateway. */
+#define REPLACE_TIMEOUT 3.0
 
 void sessions_init(struct router *r)
 {
@@ -33,6 +46,7 @@ static void session_free(struct session *s)
     free(s->full);
     free(s->gateway);
     free(s->presence);
+    free(s->device_class);
     free(s);
 }
 
@@ -113,17 +127,21 @@ static char *generate_full(struct router *r, const char *user_id)
     }
 }
 
-static void bind_reply(struct router *r, const char *gateway, const struct envelope *req, const char *full,
-                       const char *error)
+static void bind_reply_to(struct router *r, const char *gateway, uint64_t conn, const char *id,
+                          const char *error)
 {
     struct envelope *e = envelope_new(OP_BIND_RESULT);
-    envelope_set_int(e, ENV_CONN, envelope_get_int(req, ENV_CONN, 0));
-    envelope_set(e, ENV_ID, envelope_get(req, ENV_ID));
-    if (error)
-        envelope_set(e, ENV_ERROR, error);
-    else
-        envelope_set(e, ENV_FULL, full);
+    envelope_set_int(e, ENV_CONN, (int64_t)conn);
+    envelope_set(e, ENV_ID, id);
+    envelope_set(e, ENV_ERROR, error);
     router_send_gateway(r, gateway, &e);
+}
+
+static void bind_reply(struct router *r, const char *gateway, const struct envelope *req, const char *unused,
+                       const char *error)
+{
+    (void)unused;
+    bind_reply_to(r, gateway, (uint64_t)envelope_get_int(req, ENV_CONN, 0), envelope_get(req, ENV_ID), error);
 }
 
 /* The bare part of full must be user_id: the gateway authenticated it. */
@@ -133,11 +151,97 @@ static int full_matches_user(const char *full, const char *user_id)
     return strncmp(full, user_id, n) == 0 && (full[n] == '\0' || full[n] == '/');
 }
 
+static void bind_wait_free(struct bind_wait *w)
+{
+    if (!w)
+        return;
+    free(w->gateway);
+    free(w->id);
+    free(w->full);
+    free(w->user_id);
+    free(w->device_class);
+    free(w);
+}
+
+static void bind_now(struct router *r, const char *gateway, uint64_t conn, const char *id, const char *full,
+                     const char *user_id, const char *device_class)
+{
+    struct session *s = add(r, user_id, full, gateway, conn, time(NULL));
+    struct envelope *e = envelope_new(OP_BIND_RESULT);
+
+    s->device_class = xstrdup(device_class);
+    envelope_set_int(e, ENV_CONN, (int64_t)conn);
+    envelope_set(e, ENV_ID, id);
+    envelope_set(e, ENV_FULL, full);
+    router_send_gateway(r, gateway, &e);
+    log_info("gateway=%s conn=%llu jid=%s bound%s%s", gateway, (unsigned long long)conn, full,
+             device_class ? " class=" : "", device_class ? device_class : "");
+}
+
+/* S2, S5 under kick_old: the old session is asked to close; the bind
+ * completes in replaced_closed(). */
+static void replace(struct router *r, struct session *old, const struct envelope *env, const char *full)
+{
+    struct bind_wait *w = xcalloc(1, sizeof(*w));
+
+    w->gateway = xstrdup(envelope_get(env, ENV_NAME));
+    w->conn = (uint64_t)envelope_get_int(env, ENV_CONN, 0);
+    w->id = xstrdup(envelope_get(env, ENV_ID));
+    w->full = xstrdup(full);
+    w->user_id = xstrdup(envelope_get(env, ENV_USER));
+    w->device_class = xstrdup(envelope_get(env, ENV_CLASS));
+    w->deadline = ev_now(r->loop) + REPLACE_TIMEOUT;
+    w->old = old;
+    w->next = r->replacing;
+    r->replacing = w;
+    old->replacing = w;
+    log_info("gateway=%s conn=%llu jid=%s replaced by a new login on gateway=%s", old->gateway,
+             (unsigned long long)old->conn, old->full, w->gateway);
+    sessions_kick(r, old, "conflict", "replaced by a new login");
+}
+
+/* The replaced session is gone (closed, timed out, or its gateway lost). */
+static void replaced_closed(struct router *r, struct bind_wait *w)
+{
+    struct bind_wait **p;
+
+    for (p = &r->replacing; *p; p = &(*p)->next) {
+        if (*p == w) {
+            *p = w->next;
+            break;
+        }
+    }
+    if (!gateways_find(r, w->gateway)) {
+        /* The new login's gateway went away meanwhile: nothing to bind. */
+        log_info("gateway=%s gone; replacement bind for %s dropped", w->gateway, w->full);
+    } else if (sessions_find(r, w->full)) {
+        /* Only possible when the replaced session was another resource
+         * (S5) and someone bound w->full meanwhile. */
+        bind_reply_to(r, w->gateway, w->conn, w->id, "conflict");
+    } else {
+        bind_now(r, w->gateway, w->conn, w->id, w->full, w->user_id, w->device_class);
+    }
+    bind_wait_free(w);
+}
+
+static struct session *oldest(struct user *u)
+{
+    struct session *best = NULL;
+    for (struct session *s = u->sessions; s; s = s->next)
+        if (!s->replacing && (!best || s->since < best->since))
+            best = s;
+    return best;
+}
+
 void sessions_on_bind(struct router *r, const char *gateway, const struct envelope *env)
 {
     const char *user_id = envelope_get(env, ENV_USER);
     const char *req = envelope_get(env, ENV_FULL);
     uint64_t conn = (uint64_t)envelope_get_int(env, ENV_CONN, 0);
+    int kick_old = strcmp(r->conf->sessions.conflict, "kick_old") == 0;
+    int max = r->conf->sessions.max_per_user;
+    struct session *old;
+    struct user *u;
     char *full = NULL;
 
     if (!user_id || !req || !full_matches_user(req, user_id)) {
@@ -146,20 +250,53 @@ void sessions_on_bind(struct router *r, const char *gateway, const struct envelo
         bind_reply(r, gateway, env, NULL, "not-allowed");
         return;
     }
-    if (!strchr(req, '/')) {
-        full = generate_full(r, user_id);                     /* S1 */
-    } else if (sessions_find(r, req)) {
-        log_info("gateway=%s conn=%llu jid=%s bind refused: resource in use", gateway,
-                 (unsigned long long)conn, req);
-        bind_reply(r, gateway, env, NULL, "conflict");       /* S2 */
-        return;
+    full = strchr(req, '/') ? xstrdup(req) : generate_full(r, user_id);   /* S1, S4 */
+    old = sessions_find(r, full);
+    u = sessions_user(r, user_id);
+    if (old) {                                                             /* S2 */
+        if (!kick_old || old->replacing) {
+            log_info("gateway=%s conn=%llu jid=%s bind refused: resource in use", gateway,
+                     (unsigned long long)conn, full);
+            bind_reply(r, gateway, env, NULL, "conflict");
+        } else {
+            struct envelope *copy = envelope_copy(env);
+            envelope_set(copy, ENV_NAME, gateway);
+            replace(r, old, copy, full);
+            envelope_free(copy);
+        }
+    } else if (max > 0 && u && u->count >= max) {                         /* S5 */
+        struct session *victim = kick_old ? oldest(u) : NULL;
+        if (!victim) {
+            log_info("gateway=%s conn=%llu jid=%s bind refused: %d sessions (limit %d)", gateway,
+                     (unsigned long long)conn, full, u->count, max);
+            bind_reply(r, gateway, env, NULL, "resource-constraint");
+        } else {
+            struct envelope *copy = envelope_copy(env);
+            envelope_set(copy, ENV_NAME, gateway);
+            replace(r, victim, copy, full);
+            envelope_free(copy);
+        }
     } else {
-        full = xstrdup(req);
+        bind_now(r, gateway, conn, envelope_get(env, ENV_ID), full, user_id, envelope_get(env, ENV_CLASS));
     }
-    add(r, user_id, full, gateway, conn, time(NULL));
-    log_info("gateway=%s conn=%llu jid=%s bound", gateway, (unsigned long long)conn, full);
-    bind_reply(r, gateway, env, full, NULL);
     free(full);
+}
+
+void sessions_tick(struct router *r)
+{
+    double now = ev_now(r->loop);
+    struct bind_wait *w = r->replacing;
+
+    while (w) {
+        struct bind_wait *next = w->next;
+        if (now > w->deadline) {
+            struct session *old = w->old;
+            log_warn("gateway=%s jid=%s did not confirm the conflict kick in %.0f s; ending it", old->gateway,
+                     old->full, REPLACE_TIMEOUT);
+            sessions_end(r, old, "replaced (timeout)");
+        }
+        w = next;
+    }
 }
 
 void sessions_on_announce(struct router *r, const char *gateway, const struct envelope *env)
@@ -188,6 +325,7 @@ void sessions_on_announce(struct router *r, const char *gateway, const struct en
         return;
     }
     s = add(r, user_id, full, gateway, conn, (time_t)envelope_get_int(env, ENV_SINCE, time(NULL)));
+    s->device_class = xstrdup(envelope_get(env, ENV_CLASS));
     if (envelope_get_int(env, ENV_AVAIL, 0))
         sessions_set_presence(s, 1, (int)envelope_get_int(env, ENV_PRIO, 0), env->payload, env->payload_len);
     log_info("gateway=%s conn=%llu jid=%s re-announced", gateway, (unsigned long long)conn, full);
@@ -206,6 +344,8 @@ void sessions_end(struct router *r, struct session *s, const char *why)
     struct user *u = s->user;
     struct session **p;
 
+    struct bind_wait *w = s->replacing;
+
     log_info("gateway=%s conn=%llu jid=%s session ended: %s", s->gateway, (unsigned long long)s->conn,
              s->full, why);
     for (p = &u->sessions; *p; p = &(*p)->next) {
@@ -221,6 +361,8 @@ void sessions_end(struct router *r, struct session *s, const char *why)
         free(u);
     }
     session_free(s);
+    if (w)
+        replaced_closed(r, w);
 }
 
 void sessions_on_closed(struct router *r, const char *gateway, const struct envelope *env)

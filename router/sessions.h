@@ -24,7 +24,24 @@ struct session {
     int available;             /* sent available presence (RFC 6121 §4.2) */
     int priority;              /* of the last available presence */
     char *presence;            /* last broadcast presence stanza (XML) or NULL */
+    char *device_class;        /* "ios" for a "1#alice" login, else NULL */
+    int is_carbons;            /* XEP-0280 enabled */
+    uint64_t mark;             /* route.c: last message fan-out that reached it */
+    struct bind_wait *replacing; /* a bind waiting for this session to close (kick_old) */
     struct session *next;      /* in user->sessions */
+};
+
+/* A bind under kick_old that waits for the session it replaces to close. */
+struct bind_wait {
+    char *gateway;
+    uint64_t conn;
+    char *id;
+    char *full;
+    char *user_id;
+    char *device_class;
+    double deadline;           /* ev_now() after which the old session is ended anyway */
+    struct session *old;
+    struct bind_wait *next;    /* in router.replacing */
 };
 
 struct user {
@@ -55,6 +72,9 @@ void sessions_set_presence(struct session *s, int available, int priority, const
 void sessions_end(struct router *r, struct session *s, const char *why);
 /* Ends every session a gateway held (gateway lost or restarted). */
 void sessions_end_gateway(struct router *r, const char *gateway, const char *why);
+/* Ends replacements whose old session did not report closing in time. */
+void sessions_tick(struct router *r);
+
 /* Asks the holding gateway to close the session with a stream error. */
 void sessions_kick(struct router *r, struct session *s, const char *condition, const char *text);
 

@@ -7,8 +7,9 @@
  * So a repeated job means the first result was lost, and:
  *   - cred_get, user_list, roster_get are reads: repeating them is harmless;
  *   - user_add answers "conflict" when the user exists, also for a repeat
- *     of an add that did commit (the caller then sees "conflict" for an
- *     account that now holds exactly its credentials; parleyctl says so);
+ *     of an add that did commit: the caller sees "conflict" for an account
+ *     that holds exactly the credentials it sent, which it can check with
+ *     cred_get;
  *   - user_del answers "not-found" on a repeat of a delete that committed:
  *     either way the account is gone.
  * (pg.c's own retry after a dropped connection is handled there.)

@@ -13,8 +13,10 @@
  * one version stop start-up, as does a misnamed *.sql file: a typo must not
  * silently skip part of the schema. A file may hold several statements; it
  * is applied in one transaction together with its schema_migrations row, so
- * it is all-or-nothing. Files are never edited once released: a change is
- * a new number.
+ * it is all-or-nothing; it must therefore hold no BEGIN/COMMIT of its own
+ * (and, on PostgreSQL, nothing that cannot run in a transaction, such as
+ * CREATE INDEX CONCURRENTLY). Files are never edited once released: a
+ * change is a new number.
  *
  * The backend records applied versions in schema_migrations(version, name)
  * and serializes concurrent workers (PostgreSQL: pg_advisory_lock; SQLite:

@@ -11,6 +11,7 @@
  * Exit status: 0 done, 1 the router (or we) reported an error, 2 no answer
  * within the timeout, 64 usage error.
  */
+#include "buf.h"
 #include "config.h"
 #include "envelope.h"
 #include "evzmq.h"
@@ -205,10 +206,11 @@ static struct envelope *build_request(int argc, char **argv, const struct config
         /* A LoginID is a full JID; without a resource it names a user. */
         envelope_set(e, strchr(argv[1], '/') ? ENV_FULL : ENV_USER, argv[1]);
         if (argc > 2) {
+            int first = strcmp(argv[2], "--") == 0 ? 3 : 2;   /* "--" ends options, as usual */
             struct buf reason;
             buf_init(&reason);
-            for (int i = 2; i < argc; i++)
-                buf_printf(&reason, "%s%s", i > 2 ? " " : "", argv[i]);
+            for (int i = first; i < argc; i++)
+                buf_printf(&reason, "%s%s", i > first ? " " : "", argv[i]);
             envelope_set(e, ENV_TEXT, reason.data);
             buf_fini(&reason);
         }
@@ -371,7 +373,11 @@ int main(int argc, char **argv)
     id = xasprintf("ctl-%d-%lld", (int)getpid(), (long long)time(NULL));
     envelope_set(req, ENV_ID, id);
     ctx = zmq_ctx_new();
-    sock = ctx ? evzmq_dealer_connect(ctx, conf->router.admin_endpoint, NULL) : NULL;
+    /* A printable identity: the router answers by name, and ZeroMQ's
+     * generated identities are binary. */
+    char identity[64];
+    snprintf(identity, sizeof(identity), "parleyctl-%d-%ld", (int)getpid(), (long)time(NULL));
+    sock = ctx ? evzmq_dealer_connect(ctx, conf->router.admin_endpoint, identity) : NULL;
     if (!sock) {
         fprintf(stderr, "parleyctl: router endpoint %s: %s\n", conf->router.admin_endpoint, zmq_strerror(errno));
         status = EXIT_ERROR;
@@ -384,7 +390,7 @@ int main(int argc, char **argv)
     }
     status = await_result(sock, id, timeout, conf->router.admin_endpoint);
 out:
-    envelope_free(req);   /* wipes nothing, but holds only derived keys */
+    envelope_free(req);
     if (sock)
         zmq_close(sock);
     if (ctx)

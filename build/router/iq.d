@@ -1,13 +1,15 @@
 build/router/iq.o: router/iq.c router/iq.h router/router.h \
  common/config.h common/evzmq.h common/strmap.h common/buf.h \
- common/envelope.h router/jobs.h common/log.h router/reply.h \
- router/sessions.h common/stanza.h common/buf.h common/util.h
+ router/carbons.h common/envelope.h router/jobs.h common/log.h \
+ router/reply.h router/sessions.h common/stanza.h common/buf.h \
+ common/util.h
 router/iq.h:
 router/router.h:
 common/config.h:
 common/evzmq.h:
 common/strmap.h:
 common/buf.h:
+router/carbons.h:
 common/envelope.h:
 router/jobs.h:
 common/log.h:

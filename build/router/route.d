@@ -1,11 +1,13 @@
 build/router/route.o: router/route.c router/route.h router/router.h \
- common/config.h common/evzmq.h common/strmap.h common/envelope.h \
- router/iq.h common/log.h router/reply.h router/sessions.h common/util.h
+ common/config.h common/evzmq.h common/strmap.h router/carbons.h \
+ common/envelope.h router/iq.h common/log.h router/reply.h \
+ router/sessions.h common/util.h
 router/route.h:
 router/router.h:
 common/config.h:
 common/evzmq.h:
 common/strmap.h:
+router/carbons.h:
 common/envelope.h:
 router/iq.h:
 common/log.h:

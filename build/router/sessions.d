@@ -1,11 +1,12 @@
 build/router/sessions.o: router/sessions.c router/sessions.h \
  router/router.h common/config.h common/evzmq.h common/strmap.h \
- common/envelope.h common/log.h common/util.h
+ common/envelope.h router/gateways.h common/log.h common/util.h
 router/sessions.h:
 router/router.h:
 common/config.h:
 common/evzmq.h:
 common/strmap.h:
 common/envelope.h:
+router/gateways.h:
 common/log.h:
 common/util.h:

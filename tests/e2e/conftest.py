@@ -31,7 +31,7 @@ import parleylib  # noqa: E402
 
 BIN = os.environ.get("PARLEY_BIN", os.path.join(REPO, "build"))
 PROGRAMS = ("parley-router", "parley-storage", "parley-gateway", "parleyctl")
-SECTIONS = ("log", "router", "gateway", "storage", "sessions")
+SECTIONS = ("log", "router", "gateway", "storage", "sessions", "routing")
 STOP_TIMEOUT_S = 5
 READY_TIMEOUT_S = 15
 

@@ -512,7 +512,7 @@ def test_launcher_refuses_busy_port(tmp_path):
 
 
 OPTION_RE = re.compile(
-    r'\{\s*"([a-z_.]+)",\s*OPT_(STR|INT|BOOL|ENUM),\s*O\([^)]*\),\s*("(?:[^"\\]|\\.)*"|NULL|[A-Z_]+),'
+    r'\{\s*"([a-z_.]+)",\s*OPT_(\w+),\s*O\([^)]*\),\s*("(?:[^"\\]|\\.)*"|NULL|[A-Z_]+),'
     r'\s*(-?\d+),\s*(-?\d+),\s*("[^"]*"|NULL)\s*\}')
 
 
@@ -563,16 +563,29 @@ def check_value(path, spec, value):
         assert isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi, (path, value)
     elif typ == "BOOL":
         assert isinstance(value, bool), path
-    else:
+    elif typ == "ENUM":
         assert value in choices.split("|"), (path, value)
+    else:  # a structured option (e.g. OPT_DEVICE_CLASSES): a JSON object
+        assert isinstance(value, dict), (path, value)
 
 
-def flatten(tree, prefix=""):
+def flatten(tree, table, prefix=""):
+    """(path, value) of each option set in tree; an object is a section
+    unless the table says the path itself is an option."""
     for k, v in tree.items():
-        if isinstance(v, dict):
-            yield from flatten(v, f"{prefix}{k}.")
+        if isinstance(v, dict) and f"{prefix}{k}" not in table:
+            yield from flatten(v, table, f"{prefix}{k}.")
         else:
             yield f"{prefix}{k}", v
+
+
+def loads_with_real_parser(path):
+    """parleyctl loads the file with common/config.c before anything else:
+    a configuration error is reported as "parleyctl: configuration: ..."."""
+    with tempfile.TemporaryDirectory(prefix="p", dir="/tmp") as cwd:
+        r = subprocess.run([os.path.join(BIN, "parleyctl"), "-c", path, "-t", "0.2", "status"], cwd=cwd,
+                           capture_output=True, text=True, timeout=10, check=False)
+    assert "configuration" not in r.stderr, r.stderr
 
 
 # deploy/parley.conf.example documents every option of config.c with its
@@ -587,7 +600,7 @@ def test_example_config_documents_every_option():
     for path, (typ, dflt, lo, hi, _choices) in table.items():
         _value, comment = docs[path]
         assert len(comment) > 20, f"{path}: no documentation"
-        if typ == "STR" or typ == "ENUM":
+        if typ in ("STR", "ENUM"):
             if dflt is not None and not re.fullmatch(r"[A-Z_]+", str(dflt)):
                 assert f'default: "{dflt}"' in comment, f"{path}: default {dflt!r} not stated: {comment}"
             else:
@@ -596,20 +609,25 @@ def test_example_config_documents_every_option():
             assert re.search(rf"default: {dflt}(?![\w.])", comment), f"{path}: default {dflt} not stated: {comment}"
             assert re.search(rf"(?<![\d-]){lo}\.\.{hi}(?!\d)", comment), \
                 f"{path}: range {lo}..{hi} not stated: {comment}"
-        else:
+        elif typ == "BOOL":
             assert re.search(rf"default: {dflt}(?!\w)", comment), f"{path}: default {dflt} not stated"
+        else:
+            assert "default:" in comment, f"{path}: default not stated"
     tree = parleylib.load_config(example)
-    for path, value in flatten(tree):
+    for path, value in flatten(tree, table):
         check_value(path, table[path], value)
+    loads_with_real_parser(example)
 
 
 # The dev config of `make run` uses only known options with valid values.
 def test_dev_config_is_valid():
     table = config_table()
-    tree = parleylib.load_config(os.path.join(REPO, "deploy", "parley.conf.dev"))
-    for path, value in flatten(tree):
+    dev = os.path.join(REPO, "deploy", "parley.conf.dev")
+    tree = parleylib.load_config(dev)
+    for path, value in flatten(tree, table):
         assert path in table, f"unknown option {path}"
         check_value(path, table[path], value)
+    loads_with_real_parser(dev)
     assert tree["domain"] == "localhost" and tree["storage"]["backend"] == "sqlite"
     assert (tree["gateway"]["starttls_port"], tree["gateway"]["tls_port"]) == (5222, 5223)
 

@@ -113,9 +113,13 @@ class Client(slixmpp.ClientXMPP):
         return self
 
     def abort_quietly(self):
+        """Drops the connection now, whatever state it is in."""
         self.cancel_connection_attempt()
-        if self.transport:
-            self.abort()
+        if self.transport and not self.transport.is_closing():
+            try:
+                self.abort()
+            except AttributeError:  # asyncio's SSL transport already torn down
+                pass
 
     async def close(self, timeout=3):
         """Ends the stream (</stream:stream>) and waits for the close."""

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -192,6 +193,62 @@ static void test_stanza_prompt(void **state)
         assert_int_equal(r.stanzas, 1);
         rec_fini(&r);
     }
+}
+
+/* Feeds s one byte at a time; asserts the stanza arrives with its last byte. */
+static void assert_prompt_by_bytes(const char *s, size_t len)
+{
+    struct rec r;
+    rec_init(&r, 0, 0);
+    assert_int_equal(feed(&r, HDR, strlen(HDR)), XML_OK);
+    for (size_t i = 0; i < len; i++) {
+        assert_int_equal(r.stanzas, 0);
+        assert_int_equal(feed(&r, s + i, 1), XML_OK);
+    }
+    assert_int_equal(r.stanzas, 1);
+    rec_fini(&r);
+}
+
+/* stream: trickled byte by byte, a stanza with '>' in attribute values and a
+ * 4 KB start tag still arrives with its last byte. */
+static void test_stanza_prompt_trickled(void **state)
+{
+    (void)state;
+    const char *s = "<message id='a>b' to='x>y'><body>1 > 0</body></message>";
+    assert_prompt_by_bytes(s, strlen(s));
+    s = "<message id='a>'/>";
+    assert_prompt_by_bytes(s, strlen(s));
+
+    struct buf b;
+    buf_init(&b);
+    buf_append_str(&b, "<message id='");
+    for (int i = 0; i < 4096; i++)
+        buf_append(&b, "x", 1);
+    buf_append_str(&b, "'/>");
+    assert_prompt_by_bytes(b.data, b.len);
+    buf_fini(&b);
+}
+
+/* cost: a 128 KB start tag full of '>' trickled byte by byte takes linear,
+ * not quadratic, time (quadratic is several seconds even unsanitized). */
+static void test_trickle_cost(void **state)
+{
+    (void)state;
+    size_t len = 128 * 1024;
+    char *s = malloc(len);
+    assert_non_null(s);
+    memcpy(s, "<message id='", 13);
+    memset(s + 13, '>', len - 13);
+    struct rec r;
+    rec_init(&r, 0, 0);
+    assert_int_equal(feed(&r, HDR, strlen(HDR)), XML_OK);
+    clock_t t0 = clock();
+    for (size_t i = 0; i < len; i++)
+        assert_int_equal(feed(&r, s + i, 1), XML_OK);
+    double secs = (double)(clock() - t0) / CLOCKS_PER_SEC;
+    assert_true(secs < 2.0);
+    rec_fini(&r);
+    free(s);
 }
 
 /* header: name, namespace, attributes and namespace declarations as documented. */
@@ -611,6 +668,8 @@ int main(void)
         cmocka_unit_test(test_stream_split_everywhere),
         cmocka_unit_test(test_stream_byte_at_a_time),
         cmocka_unit_test(test_stanza_prompt),
+        cmocka_unit_test(test_stanza_prompt_trickled),
+        cmocka_unit_test(test_trickle_cost),
         cmocka_unit_test(test_header_attrs),
         cmocka_unit_test(test_header_no_default_ns),
         cmocka_unit_test(test_stanza_namespaces),

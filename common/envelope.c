@@ -56,6 +56,8 @@ static const char *const str_names[ENV_STR_COUNT] = {
     [ENV_CRED_SHA1] = "cred_sha1",
     [ENV_CRED_SHA256] = "cred_sha256",
     [ENV_CLASS] = "class",
+    [ENV_JID] = "jid",
+    [ENV_VER] = "ver",
 };
 
 static const char *const int_names[ENV_INT_COUNT] = {

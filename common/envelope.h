@@ -194,6 +194,8 @@ enum envelope_str {
     ENV_CRED_SHA1,
     ENV_CRED_SHA256,
     ENV_CLASS,
+    ENV_JID,
+    ENV_VER,
     ENV_STR_COUNT
 };
 

@@ -84,15 +84,15 @@ static void session_row(struct buf *b, const struct session *s)
         snprintf(prio, sizeof(prio), "%d", s->priority);
     else
         snprintf(prio, sizeof(prio), "-");
-    buf_printf(b, "%s\t%s\t%s\t%" PRIu64 "\t%s\t%s\n", s->full, s->user->user_id, s->gateway, s->conn, prio,
-               since);
+    buf_printf(b, "%s\t%s\t%s\t%s\t%" PRIu64 "\t%s\t%s\n", s->full, s->user->user_id,
+               s->device_class ? s->device_class : "-", s->gateway, s->conn, prio, since);
 }
 
 static void cmd_sessions(struct router *r, const char *peer, const char *id, const char *user)
 {
     struct buf b;
     buf_init(&b);
-    buf_append_str(&b, "login_id\tuser_id\tgateway\tconn\tpriority\tsince\n");
+    buf_append_str(&b, "login_id\tuser_id\tclass\tgateway\tconn\tpriority\tsince\n");
     if (user) {
         char *norm = NULL;
         struct user *u = jid_normalize(user, &norm) == JID_OK ? sessions_user(r, norm) : NULL;

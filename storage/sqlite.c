@@ -172,14 +172,15 @@ static int is_applied(struct sqlite_backend *s, const struct migration *m, int *
 
 static int record(struct sqlite_backend *s, const struct migration *m)
 {
-    const char *args[] = { "", m->file, NULL };   /* ?1 is rebound as an integer below */
     sqlite3_stmt *st;
     int rc = prepare(s, "schema_migrations insert", "INSERT INTO schema_migrations (version, name) VALUES (?1, ?2)",
-                     &st, args);
+                     &st, NULL);
 
     if (rc < 0)
         return rc;
     rc = sqlite3_bind_int64(st, 1, m->version);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_text(st, 2, m->file, -1, SQLITE_STATIC);
     if (rc == SQLITE_OK)
         rc = sqlite3_step(st);
     rc = rc == SQLITE_DONE ? BACKEND_OK : fail(s, "schema_migrations insert", rc);
@@ -241,7 +242,7 @@ static int sqlite_migrate(struct backend *b, const struct migration *m, size_t n
             count++;
         }
     }
-    log_info("schema at version %u (%zu migration%s applied now)", m[n - 1].version, count,
+    log_info("schema at version %u (%zu migration%s applied now)", n ? m[n - 1].version : 0, count,
              count == 1 ? "" : "s");
     return BACKEND_OK;
 }

@@ -67,6 +67,8 @@ static const char *const int_names[ENV_INT_COUNT] = {
     [ENV_AVAIL] = "avail",
     [ENV_SINCE] = "since",
     [ENV_FLAGS] = "flags",
+    [ENV_LIMIT] = "limit",
+    [ENV_STAMP] = "stamp",
 };
 
 struct envelope *envelope_new(enum envelope_op op)

@@ -120,8 +120,48 @@
  *   "user_add"    cred_sha1, cred_sha256 -> error "conflict" if it exists
  *   "user_del"    -> error "not-found" if absent
  *   "user_list"   -> payload: one bare JID per line, sorted
- *   "roster_get"  -> payload: the <query xmlns='jabber:iq:roster'/>
- *                    element with its items, ver attribute when versioned
+ *   "roster_get"  -> payload: <query xmlns='jabber:iq:roster' ver='N'> with
+ *                    every <item jid name subscription [ask='subscribe']>
+ *                    and its <group/>s, followed by one
+ *                    <pending xmlns='urn:parley:internal' jid='...'/> per
+ *                    inbound subscription request awaiting an answer
+ *                    (RFC 6121 §3.1.3 "pending in"; never shown to
+ *                    clients). ver is the user's roster version ("0" when
+ *                    never written)
+ *   "roster_put"  ver, payload: one <item/> as above -> the item (and its
+ *                    groups) replaces any earlier one; users.roster_ver =
+ *                    ver
+ *   "roster_del"  jid, ver -> the item is removed; users.roster_ver = ver
+ *   "pending_put" jid -> records a pending inbound subscription request
+ *   "pending_del" jid -> forgets it
+ *   "last_set"    since (unix time), text (status, may be absent) -> the
+ *                    user's last activity (XEP-0012) replaces the old one
+ *   "last_get"    -> since, text; error "not-found" if never recorded
+ *   "offline_put" id (unique message id), stamp (int, unix microseconds the
+ *                    server received it), limit (int, the per-user quota),
+ *                    payload: the message -> stored; error
+ *                    "resource-constraint" when the user already holds
+ *                    limit messages. A repeat with the same id is a no-op.
+ *   "offline_get" -> payload: <messages> with one <msg id='' stamp=''> per
+ *                    stored message (stamp in unix microseconds), each
+ *                    holding the message, oldest first
+ *   "offline_del" payload: ids, one per line -> those messages are deleted
+ *   "archive_put" id (archive id, unique per archive, sortable in time),
+ *                    jid (the other party's bare JID), stamp, text
+ *                    ("in" | "out": direction for the archive's owner
+ *                    `user`), payload: the message -> appended; a repeat
+ *                    with the same (user, id) is a no-op
+ *   "archive_query" payload: <q with='' start='' end='' after='' before=''
+ *                    max=''/> (each optional; start/end in unix
+ *                    microseconds, inclusive; after/before are archive ids;
+ *                    max the page size) -> payload: <results complete='0|1'
+ *                    count='total matching'> with <r id='' stamp='' jid=''
+ *                    dir=''>message</r> in time order (with before: the
+ *                    last max before it, still in time order)
+ *   "archive_purge" stamp -> every archive entry older than stamp is
+ *                    deleted (all users); result text = how many
+ *   Writes for one user are sent one at a time by the router (each after
+ *   the previous one's result), so workers need no ordering of their own.
  *
  * ---------------------------------------------------------------------------
  * Admin (parleyctl -> router)
@@ -207,6 +247,8 @@ enum envelope_int {
     ENV_AVAIL,
     ENV_SINCE,
     ENV_FLAGS,
+    ENV_LIMIT,
+    ENV_STAMP,
     ENV_INT_COUNT
 };
 

@@ -67,6 +67,8 @@ static const struct option options[] = {
     { "sessions.max_per_user", OPT_INT, O(sessions.max_per_user), "0", 0, 100000, NULL },
     { "sessions.device_classes", OPT_DEVICE_CLASSES, O(sessions), NULL, 0, 0, NULL },
 
+    { "roster.max_items", OPT_INT, O(roster.max_items), "1000", 1, 1000000, NULL },
+
     { "routing.bare_jid", OPT_ENUM, O(routing.bare_jid), "all", 0, 0, "all|highest_priority" },
 };
 

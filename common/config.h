@@ -61,6 +61,10 @@ struct config_sessions {
     size_t ndevice_classes;
 };
 
+struct config_roster {
+    int max_items;
+};
+
 struct config_routing {
     char *bare_jid;           /* "all" | "highest_priority" */
 };
@@ -74,6 +78,7 @@ struct config {
     struct config_storage storage;
     struct config_sessions sessions;
     struct config_routing routing;
+    struct config_roster roster;
 };
 
 /* The device class whose prefix is prefix[0..len), or NULL. */

@@ -292,14 +292,16 @@ def stop_processes(groups, timeout=5.0):
 # parleyctl
 
 
-def run_ctl(ctl, conf, cwd, *args, timeout_s=3):
+def run_ctl(ctl, conf, cwd, *args, timeout_s=3, input=None):
     """Runs `parleyctl -c conf -t timeout_s args...` in cwd (the state
-    directory: relative ipc:// paths resolve there). Returns the
-    CompletedProcess (text); exit 0 ok, 1 router error, 2 no router."""
+    directory: relative ipc:// paths resolve there), with input (text) on
+    its stdin if given. Returns the CompletedProcess (text); exit 0 ok,
+    1 router error, 2 no router."""
     argv = [ctl, "-c", conf, "-t", str(timeout_s), *args]
+    stdin = {"input": input} if input is not None else {"stdin": subprocess.DEVNULL}
     try:
-        return subprocess.run(argv, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True,
-                              text=True, timeout=timeout_s + 10, check=False)
+        return subprocess.run(argv, cwd=cwd, capture_output=True, text=True,
+                              timeout=timeout_s + 10, check=False, **stdin)
     except subprocess.TimeoutExpired as e:
         raise ParleyError(f"parleyctl {' '.join(args)} did not return within {timeout_s + 10} s") from e
 

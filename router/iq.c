@@ -10,6 +10,8 @@
 #include "iq.h"
 #include "buf.h"
 #include "carbons.h"
+#include "last.h"
+#include "roster.h"
 #include "envelope.h"
 #include "jobs.h"
 #include "log.h"
@@ -30,53 +32,11 @@ const char *const iq_features[] = {
     NS_DISCO_INFO,
     NS_DISCO_ITEMS,
     NS_PING,            /* XEP-0199: answered by the gateway and here */
-    NS_ROSTER,          /* RFC 6121 §2: roster get */
+    NS_ROSTER,          /* RFC 6121 §2 (roster.c) */
     NS_CARBONS,         /* XEP-0280 (carbons.c) */
+    NS_LAST,            /* XEP-0012 (last.c) */
     NULL,
 };
-
-/* A pending roster_get: the request is kept to answer it when storage does. */
-struct roster_wait {
-    struct envelope *req;      /* the client's OP_STANZA envelope (copy) */
-    char *full;
-    char *gateway;
-    uint64_t conn;
-};
-
-static void on_roster(struct router *r, const struct envelope *res, void *ctx)
-{
-    struct roster_wait *w = ctx;
-    struct session *s = sessions_of_conn(r, w->gateway, w->full, w->conn);
-    const char *err = envelope_get(res, ENV_ERROR);
-
-    if (s) {
-        if (err) {
-            log_warn("jid=%s roster get failed: %s", w->full, err);
-            reply_error(r, s, w->req, "internal-server-error", "wait");
-        } else {
-            reply_iq_result(r, s, w->req, res->payload ? res->payload : "<query xmlns='jabber:iq:roster'/>");
-        }
-    }
-    envelope_free(w->req);
-    free(w->full);
-    free(w->gateway);
-    free(w);
-}
-
-static void roster_get(struct router *r, struct session *from, const struct envelope *env)
-{
-    struct roster_wait *w = xcalloc(1, sizeof(*w));
-    struct envelope *job = envelope_new(OP_JOB);
-
-    w->req = envelope_copy(env);
-    w->full = xstrdup(from->full);
-    w->gateway = xstrdup(from->gateway);
-    w->conn = from->conn;
-    envelope_set(job, ENV_WHAT, "roster_get");
-    envelope_set(job, ENV_JOB, "roster");
-    envelope_set(job, ENV_USER, from->user->user_id);
-    jobs_submit(r, &job, on_roster, w);
-}
 
 static void disco_info_server(struct router *r, struct session *from, const struct envelope *env)
 {
@@ -102,6 +62,8 @@ static void server_iq(struct router *r, struct session *from, const struct envel
         reply_iq_result(r, from, env, "<query xmlns='" NS_DISCO_ITEMS "'/>");
     else if (is_get && str_eq(ns, NS_PING))
         reply_iq_result(r, from, env, NULL);
+    else if (str_eq(ns, NS_LAST))
+        last_iq(r, from, env, r->conf->domain);
     else
         reply_error(r, from, env, "service-unavailable", "cancel");
 }
@@ -110,11 +72,9 @@ static void account_iq(struct router *r, struct session *from, const struct enve
                        int is_get)
 {
     if (str_eq(ns, NS_ROSTER)) {
-        if (is_get)
-            roster_get(r, from, env);
-        else
-            /* Roster management arrives with the presence and roster work. */
-            reply_error(r, from, env, "feature-not-implemented", "cancel");
+        roster_iq(r, from, env);
+    } else if (str_eq(ns, NS_LAST)) {
+        last_iq(r, from, env, NULL);
     } else if (str_eq(ns, NS_CARBONS)) {
         carbons_iq(r, from, env);
     } else if (is_get && str_eq(ns, NS_DISCO_INFO)) {
@@ -134,7 +94,9 @@ void iq_handle(struct router *r, struct session *from, const struct envelope *en
         server_iq(r, from, env, ns, is_get);
     else if (!bare || strcmp(bare, from->user->user_id) == 0)
         account_iq(r, from, env, ns, is_get);
+    else if (str_eq(ns, NS_LAST))
+        last_iq(r, from, env, bare);
     else
-        /* Another account: nothing is answered on its behalf yet. */
+        /* Another account: nothing else is answered on its behalf. */
         reply_error(r, from, env, "service-unavailable", "cancel");
 }

@@ -8,6 +8,7 @@
 #include "gateways.h"
 #include "jobs.h"
 #include "log.h"
+#include "roster.h"
 #include "route.h"
 #include "router.h"
 #include "sessions.h"
@@ -113,6 +114,7 @@ static void on_heartbeat(struct ev_loop *loop, ev_timer *w, int revents)
     struct router *r = w->data;
     gateways_tick(r);
     sessions_tick(r);
+    roster_tick(r);
     jobs_tick(r);
 }
 
@@ -184,6 +186,7 @@ int main(int argc, char **argv)
     r.zctx = zmq_ctx_new();
     strmap_init(&r.gateways);
     sessions_init(&r);
+    roster_init(&r);
     r.jobs = jobs_new(&r);
     r.gw_sock = bind_or_die(&r, conf->router.gateway_endpoint, "gateway");
     r.st_sock = bind_or_die(&r, conf->router.storage_endpoint, "storage");
@@ -212,6 +215,7 @@ int main(int argc, char **argv)
     zmq_close(r.admin_sock);
     zmq_ctx_term(r.zctx);
     jobs_free(r.jobs);
+    roster_fini(&r);
     sessions_fini(&r);
     gateways_free_all(&r);
     config_free(conf);

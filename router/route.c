@@ -20,8 +20,8 @@
  *   R5  iq to a full JID whose resource is gone: service-unavailable
  *       (§8.5.3.2.1); iq to a bare JID is answered by the server on the
  *       account's behalf (§8.5.2.1.1, iq.c)
- *   R6  presence to a user: delivered to the available resources
- *       (directed presence, §4.6); subscriptions come with the roster work
+ *   R6  presence to a user: presence.c (directed presence, probes) and
+ *       subscription.c (subscription requests and answers)
  *   R7  an error stanza is never answered with an error (RFC 6120 §8.3.1)
  */
 #include "route.h"
@@ -29,6 +29,7 @@
 #include "envelope.h"
 #include "iq.h"
 #include "log.h"
+#include "presence.h"
 #include "reply.h"
 #include "sessions.h"
 #include "util.h"
@@ -139,30 +140,13 @@ static void route_message(struct router *r, struct session *from, const struct e
 
 static void route_presence(struct router *r, struct session *from, const struct envelope *env, struct addr *to)
 {
-    const char *type = envelope_get(env, ENV_TYPE);
-
     if (!to) {                                                /* R1 */
-        if (!type || !*type)
-            sessions_set_presence(from, 1, (int)envelope_get_int(env, ENV_PRIO, 0), env->payload,
-                                  env->payload_len);
-        else if (strcmp(type, "unavailable") == 0)
-            sessions_set_presence(from, 0, 0, NULL, 0);
+        presence_on_broadcast(r, from, env);
         return;
     }
     if (!to->has_local)
-        return; /* presence to the server or elsewhere: nothing to do */
-    if (to->resource) {                                       /* R6 */
-        struct session *dest = sessions_find(r, envelope_get(env, ENV_TO));
-        if (dest)
-            deliver_env(r, dest, env);
-        return;
-    }
-    struct user *u = sessions_user(r, to->bare);
-    if (!u)
-        return;
-    for (struct session *s = u->sessions; s; s = s->next)
-        if (s->available)
-            deliver_env(r, s, env);
+        return; /* presence to the server itself: nothing to do */
+    presence_on_directed(r, from, env, envelope_get(env, ENV_TO), to->bare, to->resource != NULL); /* R6 */
 }
 
 static void route_iq(struct router *r, struct session *from, const struct envelope *env, struct addr *to)

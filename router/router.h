@@ -34,6 +34,7 @@ struct router {
     struct strmap gateways;    /* name -> struct gateway_peer */
     struct strmap sessions;    /* LoginID (full JID) -> struct session */
     struct strmap users;       /* UserID (bare JID) -> struct user */
+    struct strmap rosters;     /* UserID -> struct roster (roster.c cache) */
     struct jobs *jobs;         /* storage broker */
     struct bind_wait *replacing; /* kick_old binds waiting for the old session */
 

@@ -23,6 +23,7 @@
 #include "envelope.h"
 #include "gateways.h"
 #include "log.h"
+#include "presence.h"
 #include "util.h"
 
 #include <stdio.h>
@@ -47,6 +48,9 @@ static void session_free(struct session *s)
     free(s->gateway);
     free(s->presence);
     free(s->device_class);
+    for (size_t i = 0; i < s->ndirected; i++)
+        free(s->directed[i]);
+    free(s->directed);
     free(s);
 }
 
@@ -348,6 +352,7 @@ void sessions_end(struct router *r, struct session *s, const char *why)
 
     log_info("gateway=%s conn=%llu jid=%s session ended: %s", s->gateway, (unsigned long long)s->conn,
              s->full, why);
+    presence_on_session_end(r, s);
     for (p = &u->sessions; *p; p = &(*p)->next) {
         if (*p == s) {
             *p = s->next;

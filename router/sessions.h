@@ -26,6 +26,9 @@ struct session {
     char *presence;            /* last broadcast presence stanza (XML) or NULL */
     char *device_class;        /* "ios" for a "1#alice" login, else NULL */
     int is_carbons;            /* XEP-0280 enabled */
+    int is_roster_requested;   /* an interested resource (RFC 6121 §2.1.6) */
+    char **directed;           /* bare/full JIDs we sent directed presence to (§4.6) */
+    size_t ndirected;
     uint64_t mark;             /* route.c: last message fan-out that reached it */
     struct bind_wait *replacing; /* a bind waiting for this session to close (kick_old) */
     struct session *next;      /* in user->sessions */

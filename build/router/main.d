@@ -1,7 +1,7 @@
 build/router/main.o: router/main.c router/admin.h router/router.h \
  common/config.h common/evzmq.h common/strmap.h common/envelope.h \
- router/gateways.h router/jobs.h common/log.h router/route.h \
- router/sessions.h common/util.h
+ router/gateways.h router/jobs.h common/log.h router/roster.h \
+ router/route.h router/sessions.h common/util.h
 router/admin.h:
 router/router.h:
 common/config.h:
@@ -11,6 +11,7 @@ common/envelope.h:
 router/gateways.h:
 router/jobs.h:
 common/log.h:
+router/roster.h:
 router/route.h:
 router/sessions.h:
 common/util.h:

@@ -1,7 +1,7 @@
 build/router/route.o: router/route.c router/route.h router/router.h \
  common/config.h common/evzmq.h common/strmap.h router/carbons.h \
- common/envelope.h router/iq.h common/log.h router/reply.h \
- router/sessions.h common/util.h
+ common/envelope.h router/iq.h common/log.h router/presence.h \
+ router/reply.h router/sessions.h common/util.h
 router/route.h:
 router/router.h:
 common/config.h:
@@ -11,6 +11,7 @@ router/carbons.h:
 common/envelope.h:
 router/iq.h:
 common/log.h:
+router/presence.h:
 router/reply.h:
 router/sessions.h:
 common/util.h:

@@ -1,6 +1,7 @@
 build/router/sessions.o: router/sessions.c router/sessions.h \
  router/router.h common/config.h common/evzmq.h common/strmap.h \
- common/envelope.h router/gateways.h common/log.h common/util.h
+ common/envelope.h router/gateways.h common/log.h router/presence.h \
+ common/util.h
 router/sessions.h:
 router/router.h:
 common/config.h:
@@ -9,4 +10,5 @@ common/strmap.h:
 common/envelope.h:
 router/gateways.h:
 common/log.h:
+router/presence.h:
 common/util.h:

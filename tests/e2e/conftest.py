@@ -45,6 +45,7 @@ def pytest_runtest_makereport(item, call):
     report = outcome.get_result()
     if report.failed:
         for inst in list(_live_instances):
+            inst.failed = True  # keep its state dir for a post-mortem
             for name, text in inst.logs(tail=80).items():
                 report.sections.append((f"parley log {os.path.basename(inst.state)}/{name}", text))
         pg = getattr(item.config, "_parley_postgres", None)
@@ -182,6 +183,7 @@ class Instance:
         require_binaries()
         self.state = tempfile.mkdtemp(prefix="p", dir="/tmp")
         self.backend = backend
+        self.failed = False
         tree = {
             "domain": "localhost",
             "log": {"level": "debug"},
@@ -326,11 +328,11 @@ class Factory:
         inst.start_all()
         return inst
 
-    def teardown(self, failed):
+    def teardown(self):
         for inst in self.instances:
             inst.stop()
             _live_instances.remove(inst)
-            if failed:
+            if inst.failed:
                 sys.stderr.write(f"\nkept state of failed test: {inst.state}\n")
             else:
                 shutil.rmtree(inst.state, ignore_errors=True)
@@ -341,7 +343,7 @@ def parley(request):
     """Factory: parley(backend, gateways, storage, **config) -> started Instance."""
     f = Factory(request)
     yield f
-    f.teardown(request.session.testsfailed > 0)
+    f.teardown()
 
 
 @pytest.fixture(scope="module")
@@ -349,4 +351,4 @@ def parley_module(request):
     """Like parley, but the instances live until the module's last test."""
     f = Factory(request)
     yield f
-    f.teardown(request.session.testsfailed > 0)
+    f.teardown()

@@ -14,7 +14,7 @@ import socket
 import time
 
 import slixmpp
-from slixmpp.exceptions import IqError, IqTimeout  # noqa: F401  (re-exported for tests)
+from slixmpp.exceptions import IqError
 
 TIMEOUT = 10  # seconds for one login, one reply, one message
 

@@ -68,8 +68,15 @@ static const struct option options[] = {
     { "sessions.device_classes", OPT_DEVICE_CLASSES, O(sessions), NULL, 0, 0, NULL },
 
     { "roster.max_items", OPT_INT, O(roster.max_items), "1000", 1, 1000000, NULL },
+    { "offline.quota", OPT_INT, O(offline.quota), "1000", 0, 10000000, NULL },
+    { "archive.retention_days", OPT_INT, O(archive.retention_days), "0", 0, 36500, NULL },
 
     { "routing.bare_jid", OPT_ENUM, O(routing.bare_jid), "all", 0, 0, "all|highest_priority" },
+
+    { "idle.timeout", OPT_INT, O(idle.timeout), "300", 2, 86400, NULL },
+
+    { "sm.resume_timeout", OPT_INT, O(sm.resume_timeout), "300", 0, 86400, NULL },
+    { "sm.max_queue", OPT_INT, O(sm.max_queue), "1000", 1, 1000000, NULL },
 };
 
 #define NOPTIONS (sizeof(options) / sizeof(options[0]))

@@ -65,8 +65,25 @@ struct config_roster {
     int max_items;
 };
 
+struct config_offline {
+    int quota;                /* messages kept per user */
+};
+
+struct config_archive {
+    int retention_days;       /* 0 = forever */
+};
+
 struct config_routing {
     char *bare_jid;           /* "all" | "highest_priority" */
+};
+
+struct config_idle {
+    int timeout;              /* seconds a bound client may stay silent: pinged at half, closed at the end */
+};
+
+struct config_sm {
+    int resume_timeout;       /* seconds a dropped XEP-0198 session waits to be resumed; 0 = no resumption */
+    int max_queue;            /* unacknowledged stanzas kept per session; more ends the session */
 };
 
 struct config {
@@ -78,7 +95,11 @@ struct config {
     struct config_storage storage;
     struct config_sessions sessions;
     struct config_routing routing;
+    struct config_idle idle;
+    struct config_sm sm;
     struct config_roster roster;
+    struct config_offline offline;
+    struct config_archive archive;
 };
 
 /* The device class whose prefix is prefix[0..len), or NULL. */

@@ -30,6 +30,7 @@ static const char *const op_names[OP_COUNT] = {
     [OP_KICK] = "kick",
     [OP_STANZA] = "stanza",
     [OP_DELIVER] = "deliver",
+    [OP_ACKED] = "acked",
     [OP_JOB] = "job",
     [OP_JOB_RESULT] = "job_result",
     [OP_ADMIN] = "admin",
@@ -58,6 +59,7 @@ static const char *const str_names[ENV_STR_COUNT] = {
     [ENV_CLASS] = "class",
     [ENV_JID] = "jid",
     [ENV_VER] = "ver",
+    [ENV_ACK] = "ack",
 };
 
 static const char *const int_names[ENV_INT_COUNT] = {

@@ -91,7 +91,17 @@
  *
  * OP_DELIVER    router -> gateway: write the payload to this connection
  *   conn   int
+ *   ack    str   optional: report OP_ACKED with this value once the client
+ *                has acknowledged the stanza (XEP-0198 <a/>) or, without
+ *                stream management, once it was written to the socket;
+ *                never when the connection is lost first (offline
+ *                messages are deleted only then)
  *   payload: the stanza to write, ready for the client stream
+ *
+ * OP_ACKED      gateway -> router
+ *   conn   int
+ *   full   str   the session's full JID
+ *   ack    str   the value of the delivered OP_DELIVER
  *
  * ---------------------------------------------------------------------------
  * Storage jobs (requester -> router -> worker -> router -> requester)
@@ -169,12 +179,13 @@
  * OP_ADMIN
  *   id     str   request id, echoed
  *   cmd    str   "status" | "sessions" | "user_add" | "user_del" |
- *                "user_list" | "kick"
+ *                "user_list" | "kick" | "archive_purge"
  *   user   str   for user_*, sessions (optional filter) and kick
  *   full   str   for kick of one session
  *   cred_sha1, cred_sha256  for user_add (parleyctl derives the keys;
  *                the password never leaves parleyctl)
- *   text   str   kick reason
+ *   text   str   kick reason; for archive_purge the XEP-0082 date before
+ *                which archived messages are deleted
  * OP_ADMIN_RESULT
  *   id     str   echoed
  *   error  str   absent on success; human-readable reason otherwise
@@ -206,6 +217,7 @@ enum envelope_op {
     OP_KICK,
     OP_STANZA,
     OP_DELIVER,
+    OP_ACKED,
     OP_JOB,
     OP_JOB_RESULT,
     OP_ADMIN,
@@ -236,6 +248,7 @@ enum envelope_str {
     ENV_CLASS,
     ENV_JID,
     ENV_VER,
+    ENV_ACK,
     ENV_STR_COUNT
 };
 

@@ -16,6 +16,7 @@
 #include "bind.h"
 #include "conn.h"
 #include "envelope.h"
+#include "idle.h"
 #include "jid.h"
 #include "log.h"
 #include "stanza.h"
@@ -41,7 +42,7 @@ void bind_answer_session(struct conn *c, const struct stanza *s)
     if (id)
         stanza_escape(&b, id, strlen(id), 1);
     buf_append_str(&b, "'/>");
-    conn_write(c, b.data, b.len);
+    conn_write_stanza(c, b.data, b.len);
     buf_fini(&b);
 }
 
@@ -121,7 +122,7 @@ void bind_on_result(struct conn *c, const struct envelope *res)
         c->full = xstrdup(full);
         c->state = CONN_BOUND;
         c->bound_at = ev_now(c->gw->loop);
-        ev_timer_stop(c->gw->loop, &c->timer); /* the handshake deadline is met */
+        idle_start(c); /* the handshake deadline is met; c->timer now watches for silence */
         log_info("conn=%llu jid=%s bound", (unsigned long long)c->id, c->full);
     }
     free(c->pending_bind);

@@ -6,6 +6,7 @@
  */
 #include "conn.h"
 #include "log.h"
+#include "sm.h"
 #include "stanza.h"
 #include "stream.h"
 #include "tls.h"
@@ -64,6 +65,26 @@ static void table_grow(struct gateway *gw)
     free(old);
 }
 
+static void table_link(struct conn *c)
+{
+    struct gateway *gw = c->gw;
+    size_t k = bucket(gw, c->id);
+    c->hnext = gw->conn_buckets[k];
+    gw->conn_buckets[k] = c;
+}
+
+static void table_unlink(struct conn *c)
+{
+    struct gateway *gw = c->gw;
+    for (struct conn **p = &gw->conn_buckets[bucket(gw, c->id)]; *p; p = &(*p)->hnext) {
+        if (*p == c) {
+            *p = c->hnext;
+            break;
+        }
+    }
+    c->hnext = NULL;
+}
+
 struct conn *conn_find(struct gateway *gw, uint64_t id)
 {
     for (struct conn *c = gw->conn_buckets[bucket(gw, id)]; c; c = c->hnext)
@@ -95,9 +116,7 @@ struct conn *conn_new(struct gateway *gw, int fd, int is_direct_tls, int is_loop
 
     if (gw->nconns + 1 > gw->conn_nbuckets)
         table_grow(gw);
-    size_t k = bucket(gw, c->id);
-    c->hnext = gw->conn_buckets[k];
-    gw->conn_buckets[k] = c;
+    table_link(c);
     gw->nconns++;
 
     ev_io_init(&c->rio, on_read, fd, EV_READ);
@@ -128,9 +147,19 @@ void conn_start_tls(struct conn *c)
     }
 }
 
+void conn_take_id(struct conn *c, struct conn *old)
+{
+    table_unlink(c);
+    table_unlink(old);
+    c->id = old->id;
+    old->id = ++c->gw->next_conn_id;
+    table_link(c);
+    table_link(old);
+}
+
 void conn_write(struct conn *c, const char *data, size_t len)
 {
-    if (c->is_reaped || c->state == CONN_CLOSING)
+    if (c->is_reaped || c->state == CONN_CLOSING || c->state == CONN_DETACHED)
         return;
     if (c->out.len + len > OUT_MAX) {
         log_info("conn=%llu jid=%s client does not read (%zu bytes queued); closing", (unsigned long long)c->id,
@@ -146,6 +175,14 @@ void conn_write(struct conn *c, const char *data, size_t len)
 void conn_write_str(struct conn *c, const char *s)
 {
     conn_write(c, s, strlen(s));
+}
+
+void conn_write_stanza(struct conn *c, const char *data, size_t len)
+{
+    if (c->sm)
+        sm_on_stanza_out(c, data, len);
+    else
+        conn_write(c, data, len);
 }
 
 static void schedule_reap(struct conn *c)
@@ -166,6 +203,7 @@ static void drop(struct conn *c, const char *why)
     if (c->state != CONN_CLOSING) {
         log_info("conn=%llu jid=%s connection lost: %s", (unsigned long long)c->id, c->full ? c->full : "-", why);
         c->state = CONN_CLOSING;
+        c->is_lost = 1;
         if (!c->close_reason)
             c->close_reason = xstrdup("dropped");
     }
@@ -328,6 +366,16 @@ void conn_close(struct conn *c, const char *condition, const char *text, const c
 {
     if (c->state == CONN_CLOSING)
         return;
+    if (c->state == CONN_DETACHED) {
+        /* No socket to tell: the kept session just ends now, and conn_free
+         * reports it with this reason. */
+        free(c->close_reason);
+        c->close_reason = xstrdup(reason ? reason : "dropped");
+        c->state = CONN_CLOSING;
+        c->is_lost = 0;
+        schedule_reap(c);
+        return;
+    }
     if (!c->close_reason)
         c->close_reason = xstrdup(reason ? reason : (condition ? "error" : "closed"));
     stream_write_close(c, condition, text);
@@ -368,35 +416,39 @@ void conn_resume(struct conn *c)
         ev_feed_event(c->gw->loop, &c->rio, EV_READ);
 }
 
-static void conn_free(struct conn *c)
+static void free_held(struct conn *c)
 {
-    struct gateway *gw = c->gw;
-    struct conn **p = &gw->conn_buckets[bucket(gw, c->id)];
-
-    for (; *p; p = &(*p)->hnext) {
-        if (*p == c) {
-            *p = c->hnext;
-            break;
-        }
-    }
-    gw->nconns--;
-    if (c->ssl) {
-        /* A best-effort close_notify; the socket may already be gone. */
-        (void)SSL_shutdown(c->ssl);
-        SSL_free(c->ssl);
-    }
-    close(c->fd);
-    /* Reported only now that the socket is closed: a kick_old bind waits
-     * for this, so the new login succeeds after the old one is gone. */
-    upstream_closed(c);
-    xml_free(c->xml);
-    stream_fini(c);
     while (c->held) {
         struct held *h = c->held;
         c->held = h->next;
         stanza_free(h->s);
         free(h);
     }
+    c->held_tail = NULL;
+    c->nheld = 0;
+}
+
+static void conn_free(struct conn *c)
+{
+    table_unlink(c);
+    c->gw->nconns--;
+    if (c->ssl) {
+        /* A best-effort close_notify; the socket may already be gone. */
+        (void)SSL_shutdown(c->ssl);
+        SSL_free(c->ssl);
+    }
+    if (c->fd >= 0)
+        close(c->fd);
+    /* The session ends for good: what the client never acknowledged goes
+     * back to its senders, before the router hears the session is gone
+     * (the router accepts stanzas only from live sessions). */
+    sm_end(c);
+    /* Reported only now that the socket is closed: a kick_old bind waits
+     * for this, so the new login succeeds after the old one is gone. */
+    upstream_closed(c);
+    xml_free(c->xml);
+    stream_fini(c);
+    free_held(c);
     buf_fini(&c->out);
     free(c->pending_job);
     free(c->pending_bind);
@@ -408,11 +460,42 @@ static void conn_free(struct conn *c)
     free(c);
 }
 
+/* The socket is gone but the session stays for resumption (XEP-0198
+ * §5): everything tied to the old stream is freed here, at the reaper's
+ * safe point, and the struct stays in the table under its id so the
+ * router's deliveries keep arriving (into the SM queue). */
+static void detach(struct conn *c)
+{
+    if (c->ssl) {
+        SSL_free(c->ssl); /* no close_notify: the peer is gone */
+        c->ssl = NULL;
+    }
+    close(c->fd);
+    c->fd = -1;
+    xml_free(c->xml);
+    c->xml = NULL;
+    stream_fini(c);
+    free_held(c);
+    buf_fini(&c->out);
+    buf_init(&c->out);
+    c->is_reaped = 0;
+    c->reap_next = NULL;
+    c->is_waiting = 0;
+    c->want_restart_tls = 0;
+    c->ping_at = 0;
+    c->state = CONN_DETACHED;
+    sm_on_detach(c);
+}
+
 void conn_reap(struct gateway *gw)
 {
     while (gw->reap_list) {
         struct conn *c = gw->reap_list;
         gw->reap_list = c->reap_next;
+        if (sm_may_detach(c)) {
+            detach(c);
+            continue;
+        }
         log_debug("conn=%llu freed", (unsigned long long)c->id);
         conn_free(c);
     }

@@ -19,6 +19,7 @@
 struct stanza;
 struct xml_parser;
 struct sasl;
+struct sm;
 
 enum conn_state {
     CONN_CONNECTED,            /* TCP up, no TLS yet (or plain allowed) */
@@ -26,6 +27,7 @@ enum conn_state {
     CONN_AUTHED,               /* SASL succeeded, not bound */
     CONN_BOUND,                /* resource bound: stanzas flow to the router */
     CONN_CLOSING,              /* stream closed or failed: draining output */
+    CONN_DETACHED,             /* XEP-0198: socket lost, session kept for resumption (sm.c) */
 };
 
 struct held {                   /* a stanza held while waiting for the router */
@@ -40,7 +42,8 @@ struct conn {
     enum conn_state state;
     SSL *ssl;
     ev_io rio, wio;
-    ev_timer timer;            /* handshake deadline, then auth delays */
+    ev_timer timer;            /* handshake deadline; once bound the idle check (idle.c); detached,
+                                * the resume deadline (sm.c); closing, the drain deadline */
     struct buf out;
     struct xml_parser *xml;
     char stream_id[20];
@@ -54,6 +57,8 @@ struct conn {
     unsigned is_tls_restart : 1;   /* the parser restart was for <starttls/> */
     unsigned is_close_reported : 1;/* OP_CLOSED sent to the router */
     unsigned is_available : 1;     /* last broadcast presence was available */
+    unsigned is_lost : 1;          /* the peer vanished (EOF, socket error, idle timeout) rather
+                                    * than a close by either side: an SM session may resume */
 
     struct sasl *sasl;
     int sasl_mech;             /* enum sasl_mech of the exchange */
@@ -74,6 +79,11 @@ struct conn {
     struct held *held, *held_tail;
     int nheld;
 
+    double last_activity;      /* ev_now() of the last bytes read (idle.c) */
+    double ping_at;            /* when our idle ping went out; 0 when none is pending */
+    uint32_t ping_seq;         /* numbers our pings' ids */
+    struct sm *sm;             /* XEP-0198 state once enabled, else NULL (sm.c) */
+
     struct conn *hnext;        /* bucket chain in gateway */
     struct conn *reap_next;
 };
@@ -85,6 +95,11 @@ struct conn *conn_find(struct gateway *gw, uint64_t id);
 /* Queues bytes for the client and tries to write them now. */
 void conn_write(struct conn *c, const char *data, size_t len);
 void conn_write_str(struct conn *c, const char *s);
+/* Writes a stanza (message, presence, iq) for the client. With stream
+ * management on it is also counted and kept until acknowledged (sm.c), and
+ * kept even while the session is detached or closing; otherwise the same
+ * as conn_write. */
+void conn_write_stanza(struct conn *c, const char *data, size_t len);
 
 /* Starts TLS on the socket (direct TLS, or after <proceed/> is written). */
 void conn_start_tls(struct conn *c);
@@ -96,8 +111,13 @@ void conn_start_tls(struct conn *c);
  */
 void conn_close(struct conn *c, const char *condition, const char *text, const char *reason);
 
-/* Frees every connection closed during this loop turn. */
+/* Frees every connection closed during this loop turn; a lost connection
+ * whose session may be resumed is detached instead (CONN_DETACHED: socket,
+ * TLS and parser freed, session kept until sm.c ends it). */
 void conn_reap(struct gateway *gw);
+/* Resumption (sm.c): c takes over old's connection id, under which the
+ * router knows the session, and old gets a fresh id nobody uses. */
+void conn_take_id(struct conn *c, struct conn *old);
 void conn_init_table(struct gateway *gw);
 /* Iteration over live connections (for re-announcing sessions). */
 void conn_foreach(struct gateway *gw, void (*fn)(struct conn *c, void *arg), void *arg);

@@ -13,11 +13,13 @@
  *       (XEP-0199 §4.2): it costs the router nothing
  *   F4  presence priority is an integer in [-128, 127] (RFC 6121 §4.7.2.3);
  *       anything else counts as 0
+ *   F5  the answer to the gateway's own idle ping (idle.c) ends here
  */
 #include "forward.h"
 #include "bind.h"
 #include "conn.h"
 #include "envelope.h"
+#include "idle.h"
 #include "jid.h"
 #include "log.h"
 #include "stanza.h"
@@ -47,7 +49,7 @@ static void answer_ping(struct conn *c, const struct stanza *s)
     if (id)
         stanza_escape(&b, id, strlen(id), 1);
     buf_append_str(&b, "'/>");
-    conn_write(c, b.data, b.len);
+    conn_write_stanza(c, b.data, b.len);
     buf_fini(&b);
 }
 
@@ -116,6 +118,8 @@ void forward_stanza(struct conn *c, struct stanza *s)
         if (strcmp(to, to_norm) != 0)
             stanza_set_attr(s, "to", to_norm);
     }
+    if (idle_is_pong(c, s))                                                 /* F5 */
+        goto out;
     if (is_server_ping(c, s, to_norm)) {                                    /* F3 */
         answer_ping(c, s);
         goto out;

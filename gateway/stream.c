@@ -12,13 +12,18 @@
  *       (§4.9.3.12 not-authorized); PLAIN only over TLS
  *   T4  a top-level element we do not know is unsupported-stanza-type
  *   T5  a stream error is preceded by our header if none was sent (§4.9.1.1)
+ *   T6  stream management (XEP-0198, sm.c) is offered with bind, after
+ *       authentication; its elements are accepted from then on, and every
+ *       stanza of a bound stream is counted before it is handled
  */
 #include "stream.h"
 #include "auth.h"
 #include "bind.h"
 #include "conn.h"
 #include "forward.h"
+#include "idle.h"
 #include "log.h"
+#include "sm.h"
 #include "stanza.h"
 #include "util.h"
 #include "xml.h"
@@ -97,7 +102,8 @@ static void write_features(struct conn *c)
     buf_init(&b);
     buf_append_str(&b, "<stream:features>");
     if (c->state == CONN_AUTHED) {
-        buf_append_str(&b, "<bind xmlns='" NS_BIND "'/><session xmlns='" NS_SESSION "'><optional/></session>");
+        buf_append_str(&b, "<bind xmlns='" NS_BIND "'/><session xmlns='" NS_SESSION "'><optional/></session>"
+                           "<sm xmlns='" NS_SM "'/>");                                          /* T6 */
     } else {
         if (can_starttls) {
             buf_append_str(&b, "<starttls xmlns='" NS_TLS "'>");
@@ -230,7 +236,10 @@ void stream_on_stanza(struct conn *c, struct stanza *s)
         starttls(c, s);
     } else if (str_eq(s->ns, NS_SASL) && c->state < CONN_AUTHED) {
         auth_on_element(c, s);
+    } else if (str_eq(s->ns, NS_SM) && (c->state == CONN_AUTHED || c->state == CONN_BOUND)) {
+        sm_on_element(c, s);                                                /* T6 */
     } else if (is_client_stanza && c->state == CONN_BOUND) {
+        sm_on_stanza_in(c);                                                 /* T6 */
         forward_stanza(c, s);
     } else if (is_client_stanza && c->state == CONN_AUTHED) {
         bind_on_stanza(c, s);
@@ -257,12 +266,17 @@ void stream_on_tls_ready(struct conn *c)
 
 void stream_on_traffic(struct conn *c)
 {
-    (void)c; /* idle timers come with the liveness work */
+    idle_on_traffic(c);
 }
 
+/* c->timer serves one purpose per state (conn.h). */
 void stream_on_timer(struct conn *c)
 {
-    if (c->state != CONN_BOUND) {
+    if (c->state == CONN_BOUND) {
+        idle_on_timer(c);
+    } else if (c->state == CONN_DETACHED) {
+        sm_on_resume_timeout(c);
+    } else {
         log_info("conn=%llu did not finish logging in within %d ms; closing: connection-timeout",
                  (unsigned long long)c->id, c->gw->conf->gateway.handshake_timeout_ms);
         conn_close(c, "connection-timeout", NULL, "error");
@@ -319,7 +333,7 @@ void stream_stanza_error(struct conn *c, const struct stanza *s, const char *con
     stanza_add_element(err, condition, NS_STANZA_ERRORS);
     buf_init(&b);
     stanza_serialize(e, NS_CLIENT, &b);
-    conn_write(c, b.data, b.len);
+    conn_write_stanza(c, b.data, b.len);
     buf_fini(&b);
     stanza_free(e);
 }

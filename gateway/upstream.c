@@ -100,7 +100,8 @@ static void send_hello(struct gateway *gw)
 static void announce_one(struct conn *c, void *arg)
 {
     (void)arg;
-    if (c->state != CONN_BOUND || !c->full)
+    /* A detached session (XEP-0198, sm.c) is still a session to the router. */
+    if ((c->state != CONN_BOUND && c->state != CONN_DETACHED) || !c->full)
         return;
     struct envelope *e = envelope_new(OP_ANNOUNCE);
     envelope_set_int(e, ENV_CONN, (int64_t)c->id);
@@ -179,8 +180,10 @@ static void on_router_msg(struct evzmq *z)
         release_held(gw);
         break;
     case OP_DELIVER:
-        if (c && c->state == CONN_BOUND && env->payload)
-            conn_write(c, env->payload, env->payload_len);
+        /* Bound, or with stream management also detached or closing: then
+         * it is queued, for a resume or to go back to its sender (sm.c). */
+        if (c && c->full && c->state >= CONN_BOUND && env->payload)
+            conn_write_stanza(c, env->payload, env->payload_len);
         else
             log_debug("conn=%lld gone; delivery dropped", (long long)envelope_get_int(env, ENV_CONN, 0));
         break;

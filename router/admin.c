@@ -5,6 +5,7 @@
  * callback; the others are answered from the router's own tables at once.
  */
 #include "admin.h"
+#include "archive.h"
 #include "buf.h"
 #include "envelope.h"
 #include "gateways.h"
@@ -13,6 +14,7 @@
 #include "log.h"
 #include "scram.h"
 #include "sessions.h"
+#include "timestamp.h"
 #include "util.h"
 
 #include <errno.h>
@@ -58,8 +60,10 @@ static void cmd_status(struct router *r, const char *peer, const char *id)
 
     buf_init(&b);
     buf_append_str(&b, "role\tname\tpid\tlast_seen_ms\tdetail\n");
-    buf_printf(&b, "router\trouter\t%d\t0\tsessions=%zu users=%zu routed=%" PRIu64 " jobs_queued=%zu uptime=%lds\n",
-               (int)getpid(), r->sessions.count, r->users.count, r->routed, jobs_queued(r),
+    buf_printf(&b,
+               "router\trouter\t%d\t0\tsessions=%zu users=%zu routed=%" PRIu64 " jobs_queued=%zu jobs_retried=%" PRIu64
+               " uptime=%lds\n",
+               (int)getpid(), r->sessions.count, r->users.count, r->routed, jobs_queued(r), jobs_retried(r),
                (long)(time(NULL) - r->started));
     for (e = strmap_first(&r->gateways, &it); e; e = strmap_next(&r->gateways, e, &it)) {
         struct gateway_peer *g = e->value;
@@ -248,6 +252,45 @@ static void cmd_kick(struct router *r, const char *peer, const struct envelope *
     buf_fini(&b);
 }
 
+static void on_purged(struct router *r, const struct envelope *res, void *ctx)
+{
+    struct admin_wait *w = ctx;
+    const char *err = envelope_get(res, ENV_ERROR);
+    struct buf b;
+
+    buf_init(&b);
+    if (err) {
+        char *msg = xasprintf("archive purge failed: %s", err);
+        answer(r, w->peer, w->id, msg, NULL);
+        free(msg);
+    } else {
+        buf_printf(&b, "purged\n%s\n", envelope_get(res, ENV_TEXT) ? envelope_get(res, ENV_TEXT) : "0");
+        answer(r, w->peer, w->id, NULL, &b);
+    }
+    buf_fini(&b);
+    free(w->id);
+    free(w->cmd);
+    free(w->user);
+    free(w);
+}
+
+static void cmd_archive_purge(struct router *r, const char *peer, const struct envelope *env)
+{
+    const char *id = envelope_get(env, ENV_ID);
+    int64_t before;
+
+    if (timestamp_parse(envelope_get(env, ENV_TEXT), &before) != TIMESTAMP_OK) {
+        answer(r, peer, id, "--before wants a date such as 2026-01-31 or 2026-01-31T12:00:00Z", NULL);
+        return;
+    }
+    struct admin_wait *w = xcalloc(1, sizeof(*w));
+    snprintf(w->peer, sizeof(w->peer), "%s", peer);
+    w->id = xstrdup(id);
+    w->cmd = xstrdup("archive_purge");
+    log_info("admin archive purge before %s", envelope_get(env, ENV_TEXT));
+    archive_purge(r, before, on_purged, w);
+}
+
 void admin_on_message(struct router *r, const char *peer, const struct envelope *env)
 {
     const char *cmd = envelope_get(env, ENV_CMD);
@@ -265,6 +308,8 @@ void admin_on_message(struct router *r, const char *peer, const struct envelope 
         cmd_user(r, peer, env, cmd);
     else if (strcmp(cmd, "kick") == 0)
         cmd_kick(r, peer, env);
+    else if (strcmp(cmd, "archive_purge") == 0)
+        cmd_archive_purge(r, peer, env);
     else
         answer(r, peer, id, "unknown command", NULL);
 }

@@ -9,6 +9,7 @@
  */
 #include "iq.h"
 #include "buf.h"
+#include "archive.h"
 #include "carbons.h"
 #include "last.h"
 #include "roster.h"
@@ -35,6 +36,7 @@ const char *const iq_features[] = {
     NS_ROSTER,          /* RFC 6121 §2 (roster.c) */
     NS_CARBONS,         /* XEP-0280 (carbons.c) */
     NS_LAST,            /* XEP-0012 (last.c) */
+    "msgoffline",       /* XEP-0160 (offline.c) */
     NULL,
 };
 
@@ -79,7 +81,10 @@ static void account_iq(struct router *r, struct session *from, const struct enve
         carbons_iq(r, from, env);
     } else if (is_get && str_eq(ns, NS_DISCO_INFO)) {
         reply_iq_result(r, from, env,
-                        "<query xmlns='" NS_DISCO_INFO "'><identity category='account' type='registered'/></query>");
+                        "<query xmlns='" NS_DISCO_INFO "'><identity category='account' type='registered'/>"
+                        "<feature var='" NS_MAM "'/><feature var='" NS_SID "'/></query>");
+    } else if (str_eq(ns, NS_MAM)) {
+        archive_iq(r, from, env, NULL);
     } else {
         reply_error(r, from, env, "service-unavailable", "cancel");
     }
@@ -96,6 +101,8 @@ void iq_handle(struct router *r, struct session *from, const struct envelope *en
         account_iq(r, from, env, ns, is_get);
     else if (str_eq(ns, NS_LAST))
         last_iq(r, from, env, bare);
+    else if (str_eq(ns, NS_MAM))
+        archive_iq(r, from, env, bare);                                   /* M2: forbidden */
     else
         /* Another account: nothing else is answered on its behalf. */
         reply_error(r, from, env, "service-unavailable", "cancel");

@@ -6,6 +6,11 @@
  * from different submitters never collide. A job lives in exactly one of
  * two places: the FIFO of queued jobs (no worker free or none connected) or
  * the in-flight table, keyed by that id, with the worker it went to.
+ *
+ * A worker answers "unavailable" while its database is down: such a job is
+ * queued again and retried with backoff until router.job_timeout_ms, so a
+ * database restart loses nothing that was accepted (the queue is bounded
+ * by router.job_queue_max; past it submitters get "unavailable" at once).
  */
 #include "jobs.h"
 #include "buf.h"
@@ -31,6 +36,8 @@ struct job {
     jobs_cb cb;
     void *ctx;
     double submitted;
+    double not_before;         /* retry backoff: not dispatched before this */
+    int retries;
     char *worker;              /* NULL while queued */
     struct job *next;          /* queue link */
 };
@@ -48,6 +55,7 @@ struct jobs {
     struct strmap inflight;    /* rid -> struct job */
     struct job *head, *tail;   /* queued */
     size_t queued;
+    uint64_t retried;          /* "unavailable" answers retried, for status */
     uint64_t next_id;
 };
 
@@ -144,6 +152,8 @@ static void dispatch(struct router *r)
 
     while (j->head && (w = least_loaded(j))) {
         struct job *job = j->head;
+        if (job->not_before > ev_now(r->loop))
+            return; /* the database is down: wait for the backoff (FIFO kept) */
         if (send_to(r, w, job) < 0)
             return; /* stays queued; the next tick retries */
         j->head = job->next;
@@ -212,6 +222,20 @@ static void on_result(struct router *r, const char *name, struct envelope *env)
     if (w) {
         w->inflight--;
         w->done++;
+    }
+    if (str_eq(envelope_get(env, ENV_ERROR), "unavailable") &&
+        ev_now(r->loop) - job->submitted < r->conf->router.job_timeout_ms / 1000.0) {
+        /* The worker's database is down: try again later, in order. */
+        double backoff = 0.1 * (1 << (job->retries < 5 ? job->retries : 5));
+        if (job->retries++ == 0)
+            log_warn("job=%s what=%s storage unavailable; retrying until it is back", job->rid,
+                     envelope_get(job->req, ENV_WHAT));
+        j->retried++;
+        free(job->worker);
+        job->worker = NULL;
+        job->not_before = ev_now(r->loop) + backoff;
+        enqueue_front(j, job);
+        return;
     }
     envelope_set(env, ENV_JOB, job->orig_id);
     job->cb(r, env, job->ctx);
@@ -391,4 +415,9 @@ void jobs_status(struct router *r, struct buf *out)
 size_t jobs_queued(const struct router *r)
 {
     return r->jobs->queued;
+}
+
+uint64_t jobs_retried(const struct router *r)
+{
+    return r->jobs->retried;
 }

@@ -34,5 +34,6 @@ void jobs_tick(struct router *r);
 /* Status rows (TSV) for the admin socket, one per worker. */
 void jobs_status(struct router *r, struct buf *out);
 size_t jobs_queued(const struct router *r);
+uint64_t jobs_retried(const struct router *r);
 
 #endif

@@ -4,6 +4,8 @@
  * file named after it.
  */
 #include "admin.h"
+#include "archive.h"
+#include "offline.h"
 #include "envelope.h"
 #include "gateways.h"
 #include "jobs.h"
@@ -66,6 +68,9 @@ static void on_gateway_sock(struct evzmq *z)
         case OP_JOB:
             gateways_on_job(r, peer, &env);
             break;
+        case OP_ACKED:
+            offline_on_acked(r, peer, env);
+            break;
         default:
             log_warn("gateway=%s unexpected %s dropped", peer, envelope_op_name(env->op));
         }
@@ -115,6 +120,7 @@ static void on_heartbeat(struct ev_loop *loop, ev_timer *w, int revents)
     gateways_tick(r);
     sessions_tick(r);
     roster_tick(r);
+    archive_tick(r);
     jobs_tick(r);
 }
 

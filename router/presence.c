@@ -29,6 +29,7 @@
 #include "envelope.h"
 #include "jobs.h"
 #include "log.h"
+#include "offline.h"
 #include "reply.h"
 #include "roster.h"
 #include "sessions.h"
@@ -218,6 +219,8 @@ static void on_roster_for_broadcast(struct router *r, struct roster *ro, void *c
         broadcast(r, ro, s, s->user->user_id, p->payload, strlen(p->payload));  /* V1, V3 */
         if (p->is_initial && ro)
             probe(r, ro, s);                                                     /* V2 */
+        if (p->is_initial)
+            offline_deliver(r, s);                                               /* O3 in offline.c */
     }
     free(p->gateway);
     free(p->full);

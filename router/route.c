@@ -11,12 +11,16 @@
  *   R4  message to a bare JID: normal and chat go to every available
  *       resource with non-negative priority, or only to the highest
  *       (routing.bare_jid); headline to all of them (§8.5.2.1.1);
- *       groupchat is service-unavailable; error is dropped; no resource
- *       reached: the sender gets service-unavailable (offline storage
- *       comes later)
+ *       groupchat is service-unavailable; error is dropped
  *   R4a message to a full JID whose resource is gone (§8.5.3.2.1): normal
  *       and chat as to the bare JID; groupchat service-unavailable;
  *       headline and error dropped
+ *   R8  chat and normal messages with a body get a server id (stanza-id)
+ *       and pass the interceptors (archive) as they come in and once routed
+ *   R9  such a message that reached no resource goes to offline storage,
+ *       which answers the sender only when it cannot keep it (offline.c);
+ *       other messages to an account with no resource are dropped quietly
+ *       (§8.5.2.2.1)
  *   R5  iq to a full JID whose resource is gone: service-unavailable
  *       (§8.5.3.2.1); iq to a bare JID is answered by the server on the
  *       account's behalf (§8.5.2.1.1, iq.c)
@@ -25,7 +29,14 @@
  *   R7  an error stanza is never answered with an error (RFC 6120 §8.3.1)
  */
 #include "route.h"
+#include "archive.h"
+#include "buf.h"
 #include "carbons.h"
+#include "intercept.h"
+#include "offline.h"
+#include "payload.h"
+#include "stanza.h"
+#include "timestamp.h"
 #include "envelope.h"
 #include "iq.h"
 #include "log.h"
@@ -65,10 +76,17 @@ static void deliver_env(struct router *r, const struct session *to, const struct
     r->routed++;
 }
 
+static void deliver_xml(struct router *r, struct session *to, const char *xml, size_t len, uint64_t mark)
+{
+    reply_deliver(r, to, xml, len);
+    to->mark = mark;
+    r->routed++;
+}
+
 /* R4: fan out to the user's available, non-negative-priority resources
  * (only the highest of them when configured and all_of_them is false);
  * every session reached is marked with mark. Returns how many. */
-static int deliver_bare(struct router *r, struct user *u, const struct envelope *env, uint64_t mark,
+static int deliver_bare(struct router *r, struct user *u, const char *xml, size_t len, uint64_t mark,
                         int all_of_them)
 {
     int n = 0, best = -1;
@@ -82,11 +100,20 @@ static int deliver_bare(struct router *r, struct user *u, const struct envelope 
     for (struct session *s = u->sessions; s; s = s->next) {
         if (!s->available || s->priority < 0 || s->priority < best)
             continue;
-        deliver_env(r, s, env);
-        s->mark = mark;
+        deliver_xml(r, s, xml, len, mark);
         n++;
     }
     return n;
+}
+
+/* R8: messages worth keeping get a server id, seen by the recipient as
+ * <stanza-id/> (XEP-0359, M1 in archive.c): chat and normal with a body. */
+static int wants_id(const struct envelope *env)
+{
+    const char *type = envelope_get(env, ENV_TYPE);
+    int64_t flags = envelope_get_int(env, ENV_FLAGS, 0);
+    return (flags & STANZA_FLAG_BODY) && !(flags & STANZA_FLAG_CARBON) &&
+           (!type || !*type || str_eq(type, "chat") || str_eq(type, "normal"));
 }
 
 static void route_message(struct router *r, struct session *from, const struct envelope *env, struct addr *to)
@@ -96,6 +123,10 @@ static void route_message(struct router *r, struct session *from, const struct e
     int is_groupchat = str_eq(type, "groupchat");
     int is_headline = str_eq(type, "headline");
     uint64_t mark = ++r->fanout_seq;
+    struct intercept_msg m = { .from = from, .env = env, .to_user = to->bare, .xml = env->payload,
+                               .len = env->payload_len };
+    char id[ARCHIVE_ID_MAX];
+    struct buf with_id;
     struct user *u;
     int n = 0;
 
@@ -105,37 +136,62 @@ static void route_message(struct router *r, struct session *from, const struct e
             reply_error(r, from, env, "service-unavailable", "cancel");
         return;
     }
+    buf_init(&with_id);
+    m.stamp = timestamp_now();
+    if (wants_id(env)) {                                                     /* R8 */
+        struct buf child;
+        archive_new_id(r, id);
+        buf_init(&child);
+        buf_append_str(&child, "<stanza-id xmlns='" NS_SID "' by='");
+        stanza_escape(&child, to->bare, strlen(to->bare), 1);
+        buf_printf(&child, "' id='%s'/>", id);
+        if (payload_add_child(env->payload, env->payload_len, child.data, &with_id) == 0) {
+            m.id = id;
+            m.xml = with_id.data;
+            m.len = with_id.len;
+        }
+        buf_fini(&child);
+    }
+    intercept_message(r, &m, 1, 0);
+
     u = sessions_user(r, to->bare);
     if (to->resource) {
         struct session *dest = sessions_find(r, envelope_get(env, ENV_TO));
         if (dest) {
-            deliver_env(r, dest, env);                                       /* R3 */
-            dest->mark = mark;
+            deliver_xml(r, dest, m.xml, m.len, mark);                        /* R3 */
             n = 1;
         } else if (is_groupchat) {
             reply_error(r, from, env, "service-unavailable", "cancel");     /* R4a */
-            return;
+            goto out;
         } else if (is_headline || is_error) {
-            return;                                                          /* R4a */
+            goto out;                                                        /* R4a */
         } else {
-            n = deliver_bare(r, u, env, mark, 0);                            /* R4a */
+            n = deliver_bare(r, u, m.xml, m.len, mark, 0);                   /* R4a */
         }
     } else if (is_groupchat) {
         reply_error(r, from, env, "service-unavailable", "cancel");         /* R4 */
-        return;
+        goto out;
     } else if (is_error) {
-        return;                                                              /* R4, R7 */
+        goto out;                                                            /* R4, R7 */
     } else {
-        n = deliver_bare(r, u, env, mark, is_headline);                      /* R4 */
+        n = deliver_bare(r, u, m.xml, m.len, mark, is_headline);             /* R4 */
     }
-    if (n == 0) {
-        reply_error(r, from, env, "service-unavailable", "cancel");         /* R4 */
-        return;
+    m.delivered = n;
+    if (n == 0 && m.id) {
+        offline_store(r, from, env, to->bare, m.id, m.stamp, m.xml, m.len);  /* R9 */
+        m.is_stored = 1;
     }
     if (carbons_is_eligible(env)) {
+        struct envelope shown = *env;
+        shown.payload = (char *)m.xml;
+        shown.payload_len = m.len;
         carbons_sent(r, from, env);
-        carbons_received(r, u, env, mark);
+        if (n)
+            carbons_received(r, u, &shown, mark);
     }
+    intercept_message(r, &m, 0, 1);
+out:
+    buf_fini(&with_id);
 }
 
 static void route_presence(struct router *r, struct session *from, const struct envelope *env, struct addr *to)

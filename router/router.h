@@ -41,6 +41,8 @@ struct router {
     uint64_t routed;           /* stanzas routed, for status */
     uint64_t fanout_seq;       /* route.c: marks the sessions one message reached */
     uint64_t resource_seq;     /* for server-generated resources */
+    int64_t last_id_usec;      /* archive.c: last message id handed out */
+    double last_retention;     /* archive.c: last retention purge */
 };
 
 /* Sends env (consumed) to a gateway by name, logging a failure once. */

@@ -51,6 +51,10 @@ static void session_free(struct session *s)
     for (size_t i = 0; i < s->ndirected; i++)
         free(s->directed[i]);
     free(s->directed);
+    if (s->offline_sent) {
+        strmap_fini(s->offline_sent);
+        free(s->offline_sent);
+    }
     free(s);
 }
 

@@ -27,6 +27,7 @@ struct session {
     char *device_class;        /* "ios" for a "1#alice" login, else NULL */
     int is_carbons;            /* XEP-0280 enabled */
     int is_roster_requested;   /* an interested resource (RFC 6121 §2.1.6) */
+    struct strmap *offline_sent; /* offline.c: stored message ids sent, not yet acked */
     char **directed;           /* bare/full JIDs we sent directed presence to (§4.6) */
     size_t ndirected;
     uint64_t mark;             /* route.c: last message fan-out that reached it */

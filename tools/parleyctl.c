@@ -45,6 +45,8 @@ static void usage(FILE *f)
             "  sessions [USER]            list the logged-in sessions, optionally of one user\n"
             "  status                     list the router, gateways and storage workers\n"
             "  kick LOGINID|USER [REASON] end one session (full JID) or all of a user's\n"
+            "  archive purge --before DATE  delete archived messages older than DATE\n"
+            "                             (XEP-0082, e.g. 2026-01-31 or 2026-01-31T12:00:00Z)\n"
             "options:\n"
             "  -c CONFIG     configuration file (default: $PARLEY_CONFIG, else %s if it\n"
             "                exists, else built-in defaults); gives router.admin_endpoint\n"
@@ -214,6 +216,10 @@ static struct envelope *build_request(int argc, char **argv, const struct config
             envelope_set(e, ENV_TEXT, reason.data);
             buf_fini(&reason);
         }
+    } else if (strcmp(cmd, "archive") == 0 && strcmp(sub, "purge") == 0 && argc == 4 &&
+               strcmp(argv[2], "--before") == 0) {
+        envelope_set(e, ENV_CMD, "archive_purge");
+        envelope_set(e, ENV_TEXT, argv[3]);
     } else {
         usage_error(argc == 0 ? "no command given" : "unknown command or wrong arguments");
         goto fail;

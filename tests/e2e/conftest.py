@@ -16,6 +16,7 @@ import glob
 import itertools
 import os
 import pwd
+import re
 import shutil
 import signal
 import subprocess
@@ -31,7 +32,15 @@ import parleylib  # noqa: E402
 
 BIN = os.environ.get("PARLEY_BIN", os.path.join(REPO, "build"))
 PROGRAMS = ("parley-router", "parley-storage", "parley-gateway", "parleyctl")
-SECTIONS = ("log", "router", "gateway", "storage", "sessions", "routing")
+
+
+def config_sections():
+    """Section names of the options table in common/config.c ("gateway", ...)."""
+    with open(os.path.join(REPO, "common", "config.c"), encoding="utf-8") as f:
+        return frozenset(re.findall(r'\{\s*"(\w+)\.\w+",\s*OPT_', f.read()))
+
+
+SECTIONS = config_sections()
 STOP_TIMEOUT_S = 5
 READY_TIMEOUT_S = 15
 

@@ -27,8 +27,9 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/unit/%)
 UNIT_SAN := $(UNIT_SRC:tests/unit/%.c=$(B)/unit-san/%)
 UNIT_EXTRA_test_sasl := gateway/sasl.c
+UNIT_EXTRA_test_sm := gateway/sm_queue.c
 
-.PHONY: all deps test unit e2e run clean check-units bench
+.PHONY: all deps test unit e2e run clean bench install
 all: $(PROGS)
 
 $(B)/%.o: %.c $(wildcard common/*.h) $(wildcard $(dir %)*.h)
@@ -74,6 +75,16 @@ test: deps
 run: deps
 	$(MAKE) all
 	deploy/parley-launch --config deploy/parley.conf.dev --state var --demo
+
+PREFIX ?= /usr/local
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)/usr/share/parley/migrations $(DESTDIR)/etc/systemd/system
+	install -m 755 $(PROGS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 storage/migrations/*.sql $(DESTDIR)/usr/share/parley/migrations/
+	install -D -m 644 deploy/systemd/parley.sysusers $(DESTDIR)/usr/lib/sysusers.d/parley.conf
+	install -m 644 deploy/systemd/parley-router.service deploy/systemd/parley-storage@.service \
+	    deploy/systemd/parley-gateway@.service deploy/systemd/parley.target $(DESTDIR)/etc/systemd/system/
+	install -D -m 644 README.md $(DESTDIR)$(PREFIX)/share/doc/parley/README.md
 
 clean:
 	rm -rf $(B)

@@ -19,6 +19,7 @@
 #include "buf.h"
 #include "envelope.h"
 #include "log.h"
+#include "payload.h"
 #include "reply.h"
 #include "sessions.h"
 #include "stanza.h"
@@ -45,11 +46,6 @@ static void send_wrapped(struct router *r, const struct session *to, const char 
     const char *type = envelope_get(env, ENV_TYPE);
     struct buf b;
 
-    /* The payload is a serialized <message ...> in the implied client
-     * namespace; inside <forwarded/> it must say so itself. */
-    if (env->payload_len < 9 || strncmp(env->payload, "<message", 8) != 0 ||
-        !strchr(" />", env->payload[8]))
-        return;
     buf_init(&b);
     buf_append_str(&b, "<message from='");
     stanza_escape(&b, user_id, strlen(user_id), 1);
@@ -57,9 +53,12 @@ static void send_wrapped(struct router *r, const struct session *to, const char 
     stanza_escape(&b, to->full, strlen(to->full), 1);
     buf_append_str(&b, "' type='");
     stanza_escape(&b, type && *type ? type : "normal", strlen(type && *type ? type : "normal"), 1);
-    buf_printf(&b, "'><%s xmlns='" NS_CARBONS "'><forwarded xmlns='urn:xmpp:forward:0'><message xmlns='jabber:client'",
-               what);
-    buf_append(&b, env->payload + 8, env->payload_len - 8);
+    buf_printf(&b, "'><%s xmlns='" NS_CARBONS "'><forwarded xmlns='urn:xmpp:forward:0'>", what);
+    /* Inside <forwarded/> the original must declare its namespace. */
+    if (payload_with_client_ns(env->payload, env->payload_len, &b) < 0) {
+        buf_fini(&b);
+        return;
+    }
     buf_printf(&b, "</forwarded></%s></message>", what);
     reply_deliver(r, to, b.data, b.len);
     buf_fini(&b);

@@ -1,5 +1,0 @@
-build/common/scram.o: common/scram.c common/scram.h common/base64.h \
- common/util.h
-common/scram.h:
-common/base64.h:
-common/util.h:

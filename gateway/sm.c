@@ -54,6 +54,7 @@
 #include "util.h"
 
 #include <inttypes.h>
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
@@ -195,7 +196,9 @@ static struct conn *find_resumable(struct conn *c, const char *previd)
     old = conn_find(c->gw, (uint64_t)id);
     if (!old || old == c || !old->sm || !old->sm->resume_id || !old->full)
         return NULL;
-    if (strcmp(old->sm->resume_id, previd) != 0 || !str_eq(old->user_id, c->user_id))
+    /* The id is a bearer secret for the session: compared in constant time. */
+    if (strlen(old->sm->resume_id) != strlen(previd) ||
+        CRYPTO_memcmp(old->sm->resume_id, previd, strlen(previd)) != 0 || !str_eq(old->user_id, c->user_id))
         return NULL;
     if (old->state == CONN_DETACHED || old->state == CONN_BOUND || (old->state == CONN_CLOSING && old->is_lost))
         return old;
@@ -316,8 +319,12 @@ void sm_on_stanza_out(struct conn *c, const char *data, size_t len)
         conn_write(c, data, len);
         if (++sm->unrequested >= SM_REQUEST_EVERY)
             request_ack(c);
-        else if (!ev_is_active(&sm->ack_timer))
+        else if (!ev_is_active(&sm->ack_timer)) {
+            /* Set each time: a stopped libev timer keeps what was left of
+             * its last run, about 0 after it fired. */
+            ev_timer_set(&sm->ack_timer, SM_REQUEST_DELAY, 0.0);
             ev_timer_start(c->gw->loop, &sm->ack_timer);
+        }
     }
     if (c->sm == sm && sm->out.len > (size_t)c->gw->conf->sm.max_queue) { /* M6 */
         log_info("conn=%llu jid=%s %zu stanzas unacknowledged (limit %d); ending the session",

@@ -220,13 +220,17 @@ static void cmd_user(struct router *r, const char *peer, const struct envelope *
 static void cmd_kick(struct router *r, const char *peer, const struct envelope *env)
 {
     const char *id = envelope_get(env, ENV_ID);
-    const char *full = envelope_get(env, ENV_FULL);
-    const char *user = envelope_get(env, ENV_USER);
+    char *full = NULL, *user = NULL;
     const char *reason = envelope_get(env, ENV_TEXT);
     char *text = xasprintf("kicked by the administrator%s%s", reason ? ": " : "", reason ? reason : "");
     struct buf b;
     int n = 0;
 
+    /* Normalized as everywhere else: ALICE@Example.org names alice. */
+    if (envelope_get(env, ENV_FULL))
+        (void)jid_normalize(envelope_get(env, ENV_FULL), &full);  /* invalid: no such session */
+    if (envelope_get(env, ENV_USER))
+        (void)jid_normalize(envelope_get(env, ENV_USER), &user);
     buf_init(&b);
     buf_append_str(&b, "kicked\n");
     if (full) {
@@ -249,6 +253,8 @@ static void cmd_kick(struct router *r, const char *peer, const struct envelope *
         answer(r, peer, id, NULL, &b);
     log_info("admin kick %s: %d session(s)", full ? full : user ? user : "?", n);
     free(text);
+    free(full);
+    free(user);
     buf_fini(&b);
 }
 

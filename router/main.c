@@ -119,6 +119,7 @@ static void on_heartbeat(struct ev_loop *loop, ev_timer *w, int revents)
     struct router *r = w->data;
     gateways_tick(r);
     sessions_tick(r);
+    route_unpark(r, 0);
     roster_tick(r);
     archive_tick(r);
     jobs_tick(r);
@@ -189,6 +190,7 @@ int main(int argc, char **argv)
     r.conf = conf;
     r.loop = ev_default_loop(EVFLAG_AUTO);
     r.started = time(NULL);
+    r.warm_until = ev_time() + conf->router.peer_timeout_ms / 1000.0;
     r.zctx = zmq_ctx_new();
     strmap_init(&r.gateways);
     sessions_init(&r);
@@ -220,6 +222,7 @@ int main(int argc, char **argv)
     zmq_close(r.st_sock);
     zmq_close(r.admin_sock);
     zmq_ctx_term(r.zctx);
+    route_unpark(&r, 1);
     jobs_free(r.jobs);
     roster_fini(&r);
     sessions_fini(&r);

@@ -17,6 +17,10 @@
  *       headline and error dropped
  *   R8  chat and normal messages with a body get a server id (stanza-id)
  *       and pass the interceptors (archive) as they come in and once routed
+ *   W1  for router.peer_timeout_ms after the router starts, gateways are
+ *       still re-announcing their sessions (a router restart): a stanza
+ *       for a local user with no session yet is parked and routed when
+ *       that time is over, instead of being stored or bounced too early
  *   R9  such a message that reached no resource goes to offline storage,
  *       which answers the sender only when it cannot keep it (offline.c);
  *       other messages to an account with no resource are dropped quietly
@@ -246,6 +250,18 @@ void route_stanza(struct router *r, const char *gateway, const struct envelope *
     }
     if (has_to) {
         addr_split(r, to_jid, &to);
+        if (to.is_local_domain && to.has_local && ev_now(r->loop) < r->warm_until &&
+            !sessions_user(r, to.bare)) {                                    /* W1 */
+            struct parked *p = xcalloc(1, sizeof(*p));
+            p->gateway = xstrdup(gateway);
+            p->env = envelope_copy(env);
+            if (r->parked_tail)
+                r->parked_tail->next = p;
+            else
+                r->parked = p;
+            r->parked_tail = p;
+            goto out;
+        }
         if (!to.is_local_domain) {                            /* R2 */
             if (!str_eq(envelope_get(env, ENV_TYPE), "error") && strcmp(kind, "presence") != 0)
                 reply_error(r, from, env, "remote-server-not-found", "cancel");
@@ -268,4 +284,21 @@ void route_stanza(struct router *r, const char *gateway, const struct envelope *
     }
 out:
     free(to.bare);
+}
+
+void route_unpark(struct router *r, int all)
+{
+    if (!all && ev_now(r->loop) < r->warm_until)
+        return;
+    while (r->parked) {
+        struct parked *p = r->parked;
+        r->parked = p->next;
+        if (!r->parked)
+            r->parked_tail = NULL;
+        if (!all)
+            route_stanza(r, p->gateway, p->env);
+        free(p->gateway);
+        envelope_free(p->env);
+        free(p);
+    }
 }

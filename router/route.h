@@ -8,5 +8,8 @@ struct envelope;
 
 /* OP_STANZA from a gateway. */
 void route_stanza(struct router *r, const char *gateway, const struct envelope *env);
+/* Routes the stanzas parked after a start (W1) once that time is over;
+ * with all set (shutdown) drops them instead. */
+void route_unpark(struct router *r, int all);
 
 #endif

@@ -19,6 +19,13 @@
 
 struct envelope;
 
+/* A stanza held while gateways re-announce their sessions (route.c W1). */
+struct parked {
+    char *gateway;
+    struct envelope *env;
+    struct parked *next;
+};
+
 struct router {
     const struct config *conf;
     struct ev_loop *loop;
@@ -41,6 +48,9 @@ struct router {
     uint64_t routed;           /* stanzas routed, for status */
     uint64_t fanout_seq;       /* route.c: marks the sessions one message reached */
     uint64_t resource_seq;     /* for server-generated resources */
+    uint64_t session_seq;      /* sessions.c: bind order */
+    double warm_until;         /* route.c: after a start, park stanzas for users not yet re-announced */
+    struct parked *parked, *parked_tail;
     int64_t last_id_usec;      /* archive.c: last message id handed out */
     double last_retention;     /* archive.c: last retention purge */
 };

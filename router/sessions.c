@@ -108,6 +108,7 @@ static struct session *add(struct router *r, const char *user_id, const char *fu
     s->gateway = xstrdup(gateway);
     s->conn = conn;
     s->since = since;
+    s->seq = ++r->session_seq;
     s->next = u->sessions;
     u->sessions = s;
     u->count++;
@@ -236,7 +237,7 @@ static struct session *oldest(struct user *u)
 {
     struct session *best = NULL;
     for (struct session *s = u->sessions; s; s = s->next)
-        if (!s->replacing && (!best || s->since < best->since))
+        if (!s->replacing && (!best || s->seq < best->seq))
             best = s;
     return best;
 }

@@ -21,6 +21,7 @@ struct session {
     char *gateway;             /* gateway peer name */
     uint64_t conn;             /* gateway-local connection id */
     time_t since;
+    uint64_t seq;              /* bind order: the oldest has the smallest */
     int available;             /* sent available presence (RFC 6121 §4.2) */
     int priority;              /* of the last available presence */
     char *presence;            /* last broadcast presence stanza (XML) or NULL */

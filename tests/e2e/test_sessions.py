@@ -13,6 +13,7 @@ message sent afterwards on the same path must be the next one X receives.
 Every wait has a timeout.
 """
 import asyncio
+import gc
 import signal
 import sys
 import time
@@ -23,7 +24,8 @@ import pytest
 from sessions_helpers import (NS_CARBONS, NS_DISCO_INFO, RawClient, close_all, connect, ctl, expect_body,
                               login_ids, new_user, no_more_messages, send_and_expect, sessions, sync,
                               wait_closed, wait_sessions)
-from xmpp import LoginFailed, exchange, run
+from xmpp import LoginFailed, exchange
+from xmpp import run as xmpp_run
 
 
 @pytest.fixture(scope="module")
@@ -32,14 +34,26 @@ def server(parley_module):
     return parley_module()
 
 
+def run(coro):
+    """xmpp.run, then the finalizers of whatever the scenario dropped (an
+    aborted transport) run here, not later inside pytest's report code."""
+    try:
+        return xmpp_run(coro)
+    finally:
+        gc.collect()
+
+
 def local(jid):
     return jid.split("@", 1)[0]
 
 
 def abort_all(clients):
+    """Drops every connection a scenario opened, whatever state it is in."""
     for c in clients:
-        if c is not None:
-            c.abort_quietly() if hasattr(c, "abort_quietly") else c.close()
+        if isinstance(c, RawClient):
+            c.close()
+        else:
+            c.abort_quietly()
 
 
 async def first_of(**waits):
@@ -49,8 +63,8 @@ async def first_of(**waits):
     done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     for t in pending:
         t.cancel()
-    await asyncio.gather(*pending, return_exceptions=True)
-    t = done.pop()
+    await asyncio.gather(*tasks, return_exceptions=True)   # every outcome retrieved
+    t = next(t for t in tasks if t in done)
     return tasks[t], t.result()
 
 
@@ -201,10 +215,6 @@ def test_max_per_user_reject_new(parley):
 # two sessions, also when both were bound within the same second (the
 # router's `since` has one-second resolution; starting just after a second
 # boundary makes that the case every time).
-@pytest.mark.xfail(strict=True, reason=(
-    "server bug: router/sessions.c oldest() picks the session with the smallest `since`, which is "
-    "time(NULL) in whole seconds, with a strict '<'; add() prepends to u->sessions (newest first), so "
-    "among sessions bound in the same second it picks the NEWEST one and kicks it instead of the oldest"))
 def test_max_per_user_replaces_oldest(parley):
     inst = parley(sessions={"max_per_user": 2})
     alice = new_user(inst, "alice")
@@ -465,11 +475,13 @@ def test_gateway_killed_sessions_end(parley):
             elapsed = time.monotonic() - killed
             assert f"{bob}/gw1" in login_ids(rows), rows
             assert all(r["gateway"] != "gateway-2" for r in rows), rows
-            # TODO(presence): bob should also see <presence type='unavailable'
-            # from='alice/gw2'/> once he is subscribed to alice; that needs the
-            # presence feature (router/presence.c), not built yet. Until then
-            # the session table is what this test can check.
-            names = {r.get("name") for r in inst.status()}
+            # TODO(presence): bob, subscribed to alice, must also receive
+            # <presence type='unavailable' from='alice/gw2'/> here (RFC 6121
+            # §4.5.3.2; router/presence.c rule V5, a session that ends without
+            # saying unavailable gets one from the server). That needs the
+            # presence feature, which was not finished when this was written;
+            # until then the session table is what this test checks.
+            names = {r.get("name") for r in await asyncio.to_thread(inst.status)}
             assert "gateway-2" not in names, names
             # bob's gateway carries on; alice logs in there.
             alice2 = await connect(inst, f"{alice}/again", gateway=0, pool=pool)
@@ -530,6 +542,14 @@ async def wait_log(inst, name, text, timeout):
     return False
 
 
+def drain(c):
+    """The messages queued for c (with a body), removed from its queue."""
+    out = []
+    while not c.messages.empty():
+        out.append(c.messages.get_nowait())
+    return out
+
+
 async def kill_router_and_wait_link_lost(inst):
     await asyncio.to_thread(inst.kill, "router", signal.SIGKILL)
     # The gateways notice at once (U1); wait for it so what is sent next is
@@ -560,14 +580,16 @@ def test_router_restart_keeps_clients(parley):
             inst.start("router")
             restarted = time.monotonic()
             await expect_body(carol_c, held, timeout=10)
-            await exchange(alice_c, bob_c, "after router restart", timeout=5)
-            # Re-announced with presence: the bare JID reaches alice.
-            await send_and_expect(bob_c, alice, alice_c, "bare after restart")
-            elapsed = time.monotonic() - restarted
+            # Across gateways only once the router knows both again: see
+            # test_router_restart_delivers_held_message_across_gateways.
             rows = await wait_sessions(inst, None, lambda rows: len(rows) >= 3, 5, "sessions not re-announced")
             assert sorted((r["login_id"], r["gateway"], r["priority"]) for r in rows) == [
                 (f"{alice}/a", "gateway-1", "3"), (f"{bob}/b", "gateway-2", "0"),
                 (f"{carol}/c", "gateway-1", "0")], rows
+            await exchange(alice_c, bob_c, "after router restart", timeout=5)
+            # Re-announced with presence: the bare JID reaches alice.
+            await send_and_expect(bob_c, alice, alice_c, "bare after restart")
+            elapsed = time.monotonic() - restarted
             for c in (alice_c, bob_c, carol_c):
                 assert not c.closed.is_set() and c.stream_errors == [], (c.boundjid, c.stream_errors)
             no_more_messages(alice_c)       # no service-unavailable bounce
@@ -586,11 +608,6 @@ def test_router_restart_keeps_clients(parley):
 # messages. The natural race (each gateway re-announces on its own next
 # heartbeat) loses the message about half the time; stopping gateway-2
 # (SIGSTOP, well under router.peer_timeout_ms) makes it deterministic.
-@pytest.mark.xfail(strict=True, reason=(
-    "server bug: after a restart the router routes a gateway's held stanzas before the other "
-    "gateways have re-announced their sessions (router/gateways.c gateways_on_message accepts "
-    "stanzas as soon as the sender said hello; router/route.c route_message R3 misses bob/b, R4a "
-    "finds no session of bob and reply_error bounces service-unavailable to alice): the message is lost"))
 def test_router_restart_delivers_held_message_across_gateways(parley):
     inst = parley()
     alice, bob = new_user(inst, "alice"), new_user(inst, "bob")
@@ -613,9 +630,12 @@ def test_router_restart_delivers_held_message_across_gateways(parley):
                 await asyncio.sleep(0.3)     # the new router has routed them by now
             finally:
                 gw2.signal(signal.SIGCONT)
-            name, msg = await first_of(bob=bob_c.next_message(10), alice=alice_c.next_message(10))
-            assert name == "bob", f"alice got {msg['type']} {msg['error']['condition']!r} for her message instead"
-            assert msg["body"] == held, msg
+            try:
+                await expect_body(bob_c, held, timeout=5)
+            except asyncio.TimeoutError:
+                bounces = [f"{m['type']} {m['error']['condition']}" for m in drain(alice_c)]
+                raise AssertionError(f"bob never got the held message; alice got {bounces or 'no answer'} "
+                                     "(with offline storage the message is stored for bob's next login)") from None
             await exchange(alice_c, bob_c, "after router restart", timeout=5)
             await close_all(alice_c, bob_c)
         finally:
@@ -672,10 +692,6 @@ def test_parleyctl_kick(server):
 # parleyctl kick takes a JID as an operator types it and normalizes it
 # (RFC 7622: localpart and domain are case-insensitive), as parleyctl
 # sessions and parleyctl user do.
-@pytest.mark.xfail(strict=True, reason=(
-    "server bug: router/admin.c cmd_kick looks the JID up as given (sessions_find / sessions_user) "
-    "without jid_normalize, unlike cmd_sessions and account_jid: `parleyctl kick ALICE@LOCALHOST` "
-    "answers 'no such session' while `parleyctl sessions ALICE@LOCALHOST` lists the sessions"))
 def test_parleyctl_kick_normalizes_jid(server):
     alice = new_user(server, "alice")
     pool = []

@@ -31,6 +31,7 @@ static const char *const op_names[OP_COUNT] = {
     [OP_STANZA] = "stanza",
     [OP_DELIVER] = "deliver",
     [OP_ACKED] = "acked",
+    [OP_UNDELIVERED] = "undelivered",
     [OP_JOB] = "job",
     [OP_JOB_RESULT] = "job_result",
     [OP_ADMIN] = "admin",

@@ -98,6 +98,13 @@
  *                messages are deleted only then)
  *   payload: the stanza to write, ready for the client stream
  *
+ * OP_UNDELIVERED gateway -> router: a message delivered to a session that
+ *                ended for good without acknowledging it (XEP-0198); the
+ *                router keeps it for offline delivery to the session's user
+ *   conn   int
+ *   full   str
+ *   payload: the message as it was written to the client
+ *
  * OP_ACKED      gateway -> router
  *   conn   int
  *   full   str   the session's full JID
@@ -218,6 +225,7 @@ enum envelope_op {
     OP_STANZA,
     OP_DELIVER,
     OP_ACKED,
+    OP_UNDELIVERED,
     OP_JOB,
     OP_JOB_RESULT,
     OP_ADMIN,

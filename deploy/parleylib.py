@@ -328,12 +328,15 @@ def parse_table(text):
     return rows
 
 
-def wait_listed(status_fn, processes, timeout=15.0):
+def wait_listed(status_fn, processes, timeout=15.0, only_running=False):
     """Polls status_fn() (-> CompletedProcess of `parleyctl status`) until
-    every running process in processes has a row: role "router" for the
-    router, its name for the others. Returns the rows. Raises ParleyError
-    if one of them exits meanwhile or the time runs out."""
+    every process in processes has a row: role "router" for the router, its
+    name for the others. Returns the rows. Raises ParleyError if one of them
+    exits meanwhile or the time runs out. With only_running, processes that
+    are not running at the call (stopped on purpose) are left out."""
     deadline = time.monotonic() + timeout
+    if only_running:
+        processes = [p for p in processes if p.is_running()]
     last = "(no answer yet)"
     while True:
         for p in processes:
@@ -342,7 +345,7 @@ def wait_listed(status_fn, processes, timeout=15.0):
         r = status_fn()
         if r.returncode == CTL_OK:
             rows = parse_table(r.stdout)
-            missing = [p.name for p in processes if p.is_running() and not is_listed(rows, p)]
+            missing = [p.name for p in processes if not is_listed(rows, p)]
             if not missing:
                 return rows
             last = f"not listed yet: {', '.join(missing)}\n{r.stdout}"

@@ -169,6 +169,7 @@ void conn_write(struct conn *c, const char *data, size_t len)
         return;
     }
     buf_append(&c->out, data, len);
+    c->out_total += len;
     flush(c);
 }
 
@@ -179,10 +180,41 @@ void conn_write_str(struct conn *c, const char *s)
 
 void conn_write_stanza(struct conn *c, const char *data, size_t len)
 {
-    if (c->sm)
-        sm_on_stanza_out(c, data, len);
-    else
-        conn_write(c, data, len);
+    conn_write_stanza_ack(c, data, len, NULL);
+}
+
+void conn_write_stanza_ack(struct conn *c, const char *data, size_t len, const char *ack)
+{
+    if (c->sm) {
+        sm_on_stanza_out(c, data, len, ack);
+        return;
+    }
+    if (ack && c->state != CONN_CLOSING && !c->is_reaped) {
+        /* Noted before writing: the write may complete at once. */
+        struct out_ack *a = xcalloc(1, sizeof(*a));
+        a->end = c->out_total + len;
+        a->ack = xstrdup(ack);
+        if (c->acks_tail)
+            c->acks_tail->next = a;
+        else
+            c->acks = a;
+        c->acks_tail = a;
+    }
+    conn_write(c, data, len);
+}
+
+/* Reports the acks whose bytes have all been written. */
+static void report_written(struct conn *c)
+{
+    while (c->acks && c->acks->end <= c->out_done) {
+        struct out_ack *a = c->acks;
+        c->acks = a->next;
+        if (!c->acks)
+            c->acks_tail = NULL;
+        upstream_acked(c, a->ack);
+        free(a->ack);
+        free(a);
+    }
 }
 
 static void schedule_reap(struct conn *c)
@@ -240,6 +272,9 @@ static void flush(struct conn *c)
             }
         }
         buf_consume(&c->out, (size_t)n);
+        c->out_done += (uint64_t)n;
+        if (c->acks)
+            report_written(c);
     }
     ev_io_stop(c->gw->loop, &c->wio);
     /* Idle connections keep no output memory. */
@@ -457,6 +492,12 @@ static void conn_free(struct conn *c)
     free(c->full);
     free(c->close_reason);
     free(c->presence);
+    while (c->acks) {
+        struct out_ack *a = c->acks;
+        c->acks = a->next;
+        free(a->ack);
+        free(a);
+    }
     free(c);
 }
 

@@ -30,6 +30,12 @@ enum conn_state {
     CONN_DETACHED,             /* XEP-0198: socket lost, session kept for resumption (sm.c) */
 };
 
+struct out_ack {                /* an ack to report once out_done passes end */
+    uint64_t end;
+    char *ack;
+    struct out_ack *next;
+};
+
 struct held {                   /* a stanza held while waiting for the router */
     struct stanza *s;
     struct held *next;
@@ -45,6 +51,9 @@ struct conn {
     ev_timer timer;            /* handshake deadline; once bound the idle check (idle.c); detached,
                                 * the resume deadline (sm.c); closing, the drain deadline */
     struct buf out;
+    uint64_t out_total;        /* bytes ever queued in out */
+    uint64_t out_done;         /* bytes ever written from out */
+    struct out_ack *acks, *acks_tail;
     struct xml_parser *xml;
     char stream_id[20];
 
@@ -100,6 +109,10 @@ void conn_write_str(struct conn *c, const char *s);
  * kept even while the session is detached or closing; otherwise the same
  * as conn_write. */
 void conn_write_stanza(struct conn *c, const char *data, size_t len);
+/* The same for a delivery the router wants acknowledged: ack (copied) is
+ * reported with OP_ACKED once the client acknowledged it (stream
+ * management) or, without stream management, once it was written. */
+void conn_write_stanza_ack(struct conn *c, const char *data, size_t len, const char *ack);
 
 /* Starts TLS on the socket (direct TLS, or after <proceed/> is written). */
 void conn_start_tls(struct conn *c);

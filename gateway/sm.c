@@ -40,17 +40,19 @@
  *       the client's h, the rest resent in order, same full JID (§5); a
  *       session whose old connection is still open is taken from it
  *   M10 a session ending for good (clean close, kick, shutdown, resume
- *       timeout, SM without resume dropped) bounces every unacknowledged
- *       message to its sender: recipient-unavailable, type wait
+ *       timeout, SM without resume dropped) hands every unacknowledged
+ *       chat/normal message with a body to the router for offline
+ *       delivery to its user (OP_UNDELIVERED); one that came from offline
+ *       storage is still stored and is just not acknowledged
  */
 #include "sm.h"
 #include "conn.h"
-#include "forward.h"
 #include "idle.h"
 #include "log.h"
 #include "stanza.h"
 #include "stanza_parse.h"
 #include "stream.h"
+#include "upstream.h"
 #include "util.h"
 
 #include <inttypes.h>
@@ -165,6 +167,12 @@ static void on_request(struct conn *c)
     conn_write_str(c, a);
 }
 
+/* O4 in router/offline.c: a stored message the client acknowledged. */
+static void report_acked(void *ud, const char *ack)
+{
+    upstream_acked(ud, ack);
+}
+
 static void on_ack(struct conn *c, const struct stanza *s)
 {
     uint32_t h;
@@ -175,7 +183,7 @@ static void on_ack(struct conn *c, const struct stanza *s)
         conn_close(c, "undefined-condition", "invalid h in <a/>", "error");
         return;
     }
-    if (sm_queue_ack(&c->sm->out, h) < 0) {                                 /* M5 */
+    if (sm_queue_ack_each(&c->sm->out, h, report_acked, c) < 0) {          /* M5 */
         log_info("conn=%llu jid=%s acknowledged h=%" PRIu32 " of %" PRIu32 " sent; closing: undefined-condition",
                  (unsigned long long)c->id, c->full, h, c->sm->out.sent);
         conn_close(c, "undefined-condition", "handled-count-too-high", "error");
@@ -206,7 +214,7 @@ static struct conn *find_resumable(struct conn *c, const char *previd)
 }
 
 /* Moves the session from old to c, identity included; old leaves quietly:
- * without a full JID or SM state it reports and bounces nothing. */
+ * without a full JID or SM state it reports and keeps nothing. */
 static void take_over(struct conn *c, struct conn *old)
 {
     struct sm *sm = old->sm;
@@ -257,7 +265,7 @@ static void on_resume(struct conn *c, const struct stanza *s)
         failed(c, "item-not-found");
         return;
     }
-    if (sm_queue_ack(&old->sm->out, h) < 0) {                               /* M5 */
+    if (sm_queue_ack_each(&old->sm->out, h, report_acked, old) < 0) {      /* M5 */
         log_info("conn=%llu user=%s resume with h=%" PRIu32 " of %" PRIu32 " sent refused", (unsigned long long)c->id,
                  c->user_id, h, old->sm->out.sent);
         failed(c, "unexpected-request");
@@ -310,11 +318,11 @@ void sm_on_stanza_in(struct conn *c)
         c->sm->h_in++;                                                      /* M3 */
 }
 
-void sm_on_stanza_out(struct conn *c, const char *data, size_t len)
+void sm_on_stanza_out(struct conn *c, const char *data, size_t len, const char *ack)
 {
     struct sm *sm = c->sm;
 
-    sm_queue_push(&sm->out, xstrndup(data, len), len);                      /* M4 */
+    sm_queue_push_ack(&sm->out, xstrndup(data, len), len, xstrdup(ack));    /* M4 */
     if (c->state == CONN_BOUND) {
         conn_write(c, data, len);
         if (++sm->unrequested >= SM_REQUEST_EVERY)
@@ -365,60 +373,53 @@ static int is_carbon(const struct stanza *s)
     return stanza_child(s, "sent", NS_CARBONS) || stanza_child(s, "received", NS_CARBONS);
 }
 
-/* M10: one queued stanza; returns 1 if it went back to its sender. Only
- * chat and normal messages: an error is never answered with an error
- * (RFC 6120 §8.3.1), groupchat and headline are not worth one (RFC 6121
- * §8.5.2.1.1), iqs and presence have no one waiting to be told, and a
- * carbon's original reached its recipient elsewhere. */
-static int bounce(struct conn *c, const char *data, size_t len)
+/* M10: one queued stanza of a session that ended for good. Chat and
+ * normal messages go to offline storage for this user (the offline issue's
+ * hook, closed here): delivered at the next login, never lost. A stanza
+ * that came from offline storage (it has an ack id) is still stored there
+ * and is simply not acknowledged. Errors, groupchat and headline messages,
+ * carbons (the original reached its recipient elsewhere), iqs and presence
+ * are not kept (RFC 6121 §8.5.2). Returns 1 if it was handed over. */
+static int keep(struct conn *c, const char *data, size_t len, const char *ack)
 {
-    struct stanza *s = NULL, *err;
+    struct stanza *s = NULL;
     const char *type;
-    char *from;
+    int kept = 0;
 
-    if (stanza_parse(data, len, &s) < 0)
+    if (ack || stanza_parse(data, len, &s) < 0)
         return 0;
     type = stanza_attr(s, "type");
-    if (!str_eq(s->name, "message") || !stanza_attr(s, "from") || is_carbon(s) ||
-        (type && strcmp(type, "chat") != 0 && strcmp(type, "normal") != 0)) {
-        stanza_free(s);
-        return 0;
+    if (str_eq(s->name, "message") && stanza_attr(s, "from") && !is_carbon(s) &&
+        stanza_child(s, "body", NS_CLIENT) &&
+        (!type || strcmp(type, "chat") == 0 || strcmp(type, "normal") == 0)) {
+        upstream_undelivered(c, data, len);
+        kept = 1;
     }
-    /* OFFLINE HOOK: this is where an unacknowledged message of a session
-     * that ended for good leaves the gateway. The offline-storage issue
-     * replaces the bounce below with handing the original stanza (data,
-     * len) to offline storage for c->user_id, so it is delivered at the
-     * next login instead of returned to its sender. */
-    from = xstrdup(stanza_attr(s, "from"));
-    stanza_set_attr(s, "to", from);
-    stanza_set_attr(s, "type", "error");
-    err = stanza_add_element(s, "error", NS_CLIENT);
-    stanza_set_attr(err, "type", "wait");
-    stanza_add_element(err, "recipient-unavailable", NS_STANZA_ERRORS);
-    free(from);
-    /* As an ordinary stanza of this session: 'from' becomes its full JID. */
-    forward_stanza(c, s);
-    return 1;
+    stanza_free(s);
+    return kept;
 }
 
 void sm_end(struct conn *c)
 {
     struct sm *sm = c->sm;
-    size_t len, bounced = 0, left;
+    size_t len, kept = 0, left;
     char *data;
 
     if (!sm)
         return;
-    /* Detached first: what the bounces write must not queue here again. */
+    /* Detached first: nothing written from here may queue again. */
     c->sm = NULL;
     left = sm->out.len;
-    while ((data = sm_queue_pop(&sm->out, &len))) {
+    while (sm->out.head) {
+        char *ack = xstrdup(sm_queue_head_ack(&sm->out));
+        data = sm_queue_pop(&sm->out, &len);
         if (c->full)
-            bounced += (size_t)bounce(c, data, len);
+            kept += (size_t)keep(c, data, len, ack);
+        free(ack);
         free(data);
     }
     if (left)
-        log_info("conn=%llu jid=%s session ended with %zu stanzas unacknowledged; %zu messages returned to sender",
-                 (unsigned long long)c->id, c->full ? c->full : "-", left, bounced);
+        log_info("conn=%llu jid=%s session ended with %zu stanzas unacknowledged; %zu messages kept for offline delivery",
+                 (unsigned long long)c->id, c->full ? c->full : "-", left, kept);
     sm_free(c, sm);
 }

@@ -30,7 +30,7 @@ void sm_on_element(struct conn *c, struct stanza *s);
 void sm_on_stanza_in(struct conn *c);
 /* conn_write_stanza with SM on: counts and queues a copy of the bytes and
  * writes them when the stream is attached. May close c (sm.max_queue). */
-void sm_on_stanza_out(struct conn *c, const char *data, size_t len);
+void sm_on_stanza_out(struct conn *c, const char *data, size_t len, const char *ack);
 
 /* Whether the reaper should detach c rather than free it: SM resumption
  * is on, the connection was lost (c->is_lost) and the gateway runs on. */

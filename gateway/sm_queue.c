@@ -23,6 +23,7 @@ static void drop_head(struct sm_queue *q)
     q->len--;
     q->bytes -= it->len;
     free(it->data);
+    free(it->ack);
     free(it);
 }
 
@@ -34,9 +35,15 @@ void sm_queue_fini(struct sm_queue *q)
 
 void sm_queue_push(struct sm_queue *q, char *data, size_t len)
 {
+    sm_queue_push_ack(q, data, len, NULL);
+}
+
+void sm_queue_push_ack(struct sm_queue *q, char *data, size_t len, char *ack)
+{
     struct sm_item *it = xcalloc(1, sizeof(*it));
     it->data = data;
     it->len = len;
+    it->ack = ack;
     if (q->tail)
         q->tail->next = it;
     else
@@ -49,14 +56,27 @@ void sm_queue_push(struct sm_queue *q, char *data, size_t len)
 
 int sm_queue_ack(struct sm_queue *q, uint32_t h)
 {
+    return sm_queue_ack_each(q, h, NULL, NULL);
+}
+
+const char *sm_queue_head_ack(const struct sm_queue *q)
+{
+    return q->head ? q->head->ack : NULL;
+}
+
+int sm_queue_ack_each(struct sm_queue *q, uint32_t h, void (*acked)(void *ud, const char *ack), void *ud)
+{
     /* Q1: the distance from the last ack, modulo 2^32. An h behind the last
      * one comes out huge, so one comparison covers both ends (Q3). */
     uint32_t n = h - q->acked;
 
     if (n > q->len)
         return SM_QUEUE_ERR_RANGE;                                          /* Q3 */
-    for (uint32_t i = 0; i < n; i++)                                        /* Q2 */
+    for (uint32_t i = 0; i < n; i++) {                                      /* Q2 */
+        if (acked && q->head->ack)
+            acked(ud, q->head->ack);
         drop_head(q);
+    }
     q->acked = h;
     return SM_QUEUE_OK;
 }

@@ -29,6 +29,7 @@ enum {
 struct sm_item {
     char *data;                /* the exact bytes written for the stanza */
     size_t len;
+    char *ack;                 /* the router's OP_DELIVER ack to report once acked, or NULL */
     struct sm_item *next;
 };
 
@@ -46,9 +47,17 @@ void sm_queue_fini(struct sm_queue *q);   /* frees every item */
 /* Counts one sent stanza and keeps it; takes ownership of data (heap). */
 void sm_queue_push(struct sm_queue *q, char *data, size_t len);
 
+/* Same, with the router's ack id for the stanza (taken; may be NULL). */
+void sm_queue_push_ack(struct sm_queue *q, char *data, size_t len, char *ack);
+
 /* The peer's h (Q2, Q3): drops what it acknowledged. SM_QUEUE_OK (an h
  * equal to the last is a no-op) or SM_QUEUE_ERR_RANGE. */
 int sm_queue_ack(struct sm_queue *q, uint32_t h);
+/* The same, calling acked(ud, ack) for each dropped item that has an ack,
+ * oldest first. */
+int sm_queue_ack_each(struct sm_queue *q, uint32_t h, void (*acked)(void *ud, const char *ack), void *ud);
+/* The oldest item's ack (borrowed) or NULL. */
+const char *sm_queue_head_ack(const struct sm_queue *q);
 
 /* Removes the oldest item and returns its data (caller owns) with *len
  * set, or NULL when empty. The counters do not change: used when the

@@ -183,7 +183,7 @@ static void on_router_msg(struct evzmq *z)
         /* Bound, or with stream management also detached or closing: then
          * it is queued, for a resume or to go back to its sender (sm.c). */
         if (c && c->full && c->state >= CONN_BOUND && env->payload)
-            conn_write_stanza(c, env->payload, env->payload_len);
+            conn_write_stanza_ack(c, env->payload, env->payload_len, envelope_get(env, ENV_ACK));
         else
             log_debug("conn=%lld gone; delivery dropped", (long long)envelope_get_int(env, ENV_CONN, 0));
         break;
@@ -345,5 +345,26 @@ void upstream_closed(struct conn *c)
     envelope_set_int(e, ENV_CONN, (int64_t)c->id);
     envelope_set(e, ENV_FULL, c->full);
     envelope_set(e, ENV_REASON, c->close_reason ? c->close_reason : "dropped");
+    upstream_send(c->gw, &e);
+}
+
+void upstream_acked(struct conn *c, const char *ack)
+{
+    struct envelope *e;
+    if (!c->full)
+        return;
+    e = envelope_new(OP_ACKED);
+    envelope_set_int(e, ENV_CONN, (int64_t)c->id);
+    envelope_set(e, ENV_FULL, c->full);
+    envelope_set(e, ENV_ACK, ack);
+    upstream_send(c->gw, &e);
+}
+
+void upstream_undelivered(struct conn *c, const char *xml, size_t len)
+{
+    struct envelope *e = envelope_new(OP_UNDELIVERED);
+    envelope_set_int(e, ENV_CONN, (int64_t)c->id);
+    envelope_set(e, ENV_FULL, c->full);
+    envelope_set_payload(e, xml, len);
     upstream_send(c->gw, &e);
 }

@@ -21,6 +21,11 @@ void upstream_send(struct gateway *gw, struct envelope **e);
 char *upstream_request_creds(struct gateway *gw, uint64_t conn, const char *user_id);
 void upstream_request_bind(struct gateway *gw, uint64_t conn, const char *id, const char *full,
                            const char *user_id, const char *device_class);
+/* Reports OP_ACKED for a delivered stanza the client acknowledged. */
+void upstream_acked(struct conn *c, const char *ack);
+/* Hands a message the client never acknowledged back to the router for
+ * offline storage (OP_UNDELIVERED), before the session's OP_CLOSED. */
+void upstream_undelivered(struct conn *c, const char *xml, size_t len);
 /* Tells the router a bound session's connection ended (once). */
 void upstream_closed(struct conn *c);
 

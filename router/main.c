@@ -71,6 +71,9 @@ static void on_gateway_sock(struct evzmq *z)
         case OP_ACKED:
             offline_on_acked(r, peer, env);
             break;
+        case OP_UNDELIVERED:
+            offline_on_undelivered(r, peer, env);
+            break;
         default:
             log_warn("gateway=%s unexpected %s dropped", peer, envelope_op_name(env->op));
         }

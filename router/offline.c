@@ -17,8 +17,12 @@
  *       acknowledged (XEP-0198 <a/>, or written when stream management is
  *       off); a connection lost first leaves it stored for the next login.
  *       One session never gets the same stored message twice
+ *   O5  a message a stream-managed session never acknowledged before it
+ *       ended for good comes back from the gateway and is stored for the
+ *       session's user (XEP-0198 §5: treat it as undelivered)
  */
 #include "offline.h"
+#include "archive.h"
 #include "buf.h"
 #include "envelope.h"
 #include "jobs.h"
@@ -215,4 +219,34 @@ void offline_on_acked(struct router *r, const char *gateway, const struct envelo
     envelope_set(job, ENV_USER, s->user->user_id);
     envelope_set_payload(job, id, strlen(id));
     jobs_submit(r, &job, on_deleted, NULL);
+}
+
+static void on_kept(struct router *r, const struct envelope *res, void *ctx)
+{
+    (void)r;
+    (void)ctx;
+    if (envelope_get(res, ENV_ERROR))
+        log_warn("user=%s unacknowledged message not kept offline: %s", envelope_get(res, ENV_USER),
+                 envelope_get(res, ENV_ERROR));
+}
+
+void offline_on_undelivered(struct router *r, const char *gateway, const struct envelope *env)
+{
+    struct session *s = sessions_of_conn(r, gateway, envelope_get(env, ENV_FULL),
+                                         (uint64_t)envelope_get_int(env, ENV_CONN, 0));
+    char id[ARCHIVE_ID_MAX];
+
+    if (!s || !env->payload)
+        return;
+    /* O5: a new id and the time it comes back; the quota still applies. */
+    archive_new_id(r, id);
+    struct envelope *job = envelope_new(OP_JOB);
+    envelope_set(job, ENV_WHAT, "offline_put");
+    envelope_set(job, ENV_JOB, "offline-kept");
+    envelope_set(job, ENV_USER, s->user->user_id);
+    envelope_set(job, ENV_ID, id);
+    envelope_set_int(job, ENV_STAMP, timestamp_now());
+    envelope_set_int(job, ENV_LIMIT, r->conf->offline.quota);
+    envelope_set_payload(job, env->payload, env->payload_len);
+    jobs_submit(r, &job, on_kept, NULL);
 }

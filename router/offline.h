@@ -20,5 +20,7 @@ void offline_store(struct router *r, struct session *from, const struct envelope
 void offline_deliver(struct router *r, struct session *s);
 /* OP_ACKED from a gateway (O4). */
 void offline_on_acked(struct router *r, const char *gateway, const struct envelope *env);
+/* OP_UNDELIVERED from a gateway (O5). */
+void offline_on_undelivered(struct router *r, const char *gateway, const struct envelope *env);
 
 #endif

@@ -251,11 +251,11 @@ class Instance:
         return self
 
     def wait_ready(self, timeout=READY_TIMEOUT_S):
-        """Waits until `parleyctl status` lists every running process;
-        returns the status rows."""
+        """Waits until `parleyctl status` lists every process that runs now
+        (one stopped on purpose is left out); returns the status rows."""
         try:
             return parleylib.wait_listed(lambda: self.ctl("status", timeout_s=1), list(self.procs.values()),
-                                         timeout)
+                                         timeout, only_running=True)
         except parleylib.ParleyError as e:
             pytest.fail(f"{self.state}: {e}", pytrace=False)
 

@@ -363,8 +363,8 @@ def test_sm_clean_end_is_not_resumable(sm_server, how):
 
 
 # A new login binding the resource of a detached session replaces it at
-# once (the conflict kick): the detached session ends and returns what it
-# held to the sender; the new login gets the resource.
+# once (the conflict kick): the detached session ends, what it held is
+# kept offline and reaches the new login; the new login gets the resource.
 def test_sm_detached_session_replaced_by_new_bind(sm_server):
     a_jid, b_jid = new_user(sm_server, "repa"), new_user(sm_server, "repb")
     with raw_login(sm_server, b_jid, gateway=1) as bob:
@@ -377,15 +377,16 @@ def test_sm_detached_session_replaced_by_new_bind(sm_server):
         time.sleep(0.3)
         with raw_login(sm_server, a_jid, resource="tablet") as again:
             assert again.full == full
-            err = bob.expect(is_error_message, timeout=5, what="bounced message")
-            check_bounce(err, full, bob.full, "r1", "held for the old session")
+            again.send("<presence/>")
+            check_kept(again, ["held for the old session"])
+            assert not error_messages(bob.received), "the sender must not get an error"
             assert session_fulls(sm_server, a_jid) == [full]
             with raw_login(sm_server, a_jid, bind=False) as late:
                 assert resume(late, previd, 0).find(tag(NS_STANZAS, "item-not-found")) is not None
 
 
-# A gateway that shuts down ends its detached sessions at once, returning
-# what they held; the sender on another gateway gets the error.
+# A gateway that shuts down ends its detached sessions at once; what they
+# held is kept for offline delivery and the sender gets no error.
 def test_sm_gateway_shutdown_ends_detached_session(parley):
     inst = parley(gateways=2, storage=1)
     a_jid, b_jid = new_user(inst, "shda"), new_user(inst, "shdb")
@@ -399,13 +400,15 @@ def test_sm_gateway_shutdown_ends_detached_session(parley):
         time.sleep(0.3)
         assert session_fulls(inst, a_jid) == [full]
         assert inst.kill("gateway-1", signal.SIGTERM) == 0
-        err = bob.expect(is_error_message, timeout=5, what="bounced message")
-        check_bounce(err, full, bob.full, "s1", "to a detached session")
         wait_until(lambda: session_fulls(inst, a_jid) == [], 5, "session end")
+        with raw_login(inst, a_jid, gateway=1) as again:
+            again.send("<presence/>")
+            check_kept(again, ["to a detached session"])
+        assert not error_messages(bob.received), "the sender must not get an error"
 
 
 # More unacknowledged stanzas than sm.max_queue end a detached session;
-# every one of them goes back to the sender.
+# every one of them is kept for the next login.
 def test_sm_max_queue_ends_detached_session(parley):
     inst = parley(gateways=1, storage=1, sm={"max_queue": 3})
     a_jid, b_jid = new_user(inst, "mqa"), new_user(inst, "mqb")
@@ -420,14 +423,16 @@ def test_sm_max_queue_ends_detached_session(parley):
         time.sleep(0.5)
         assert session_fulls(inst, a_jid) == [full] and not error_messages(bob.received)
         bob.message(full, "one too many", mid="q3")
-        for i, body in enumerate(["fits 0", "fits 1", "fits 2", "one too many"]):
-            check_bounce(bob.expect(is_error_message, timeout=5, what=f"bounce {i}"), full, bob.full, f"q{i}", body)
         wait_until(lambda: session_fulls(inst, a_jid) == [], 3, "session end")
+        with raw_login(inst, a_jid) as again:
+            again.send("<presence/>")
+            check_kept(again, ["fits 0", "fits 1", "fits 2", "one too many"])
+        assert not error_messages(bob.received), "the sender must not get an error"
 
 
 # Stream management without resumption: a drop ends the session and the
-# unacknowledged message goes back to its sender as an error.
-def test_sm_without_resume_bounces_on_drop(sm_server):
+# unacknowledged message is kept for the next login (offline storage).
+def test_sm_without_resume_keeps_on_drop(sm_server):
     a_jid, b_jid = new_user(sm_server, "nrsa"), new_user(sm_server, "nrsb")
     with raw_login(sm_server, b_jid, gateway=1) as bob:
         alice = raw_login(sm_server, a_jid)
@@ -436,24 +441,25 @@ def test_sm_without_resume_bounces_on_drop(sm_server):
         bob.message(full, "never acknowledged", mid="m1")
         alice.expect_message("never acknowledged")
         alice.abort()
-        err = bob.expect(is_error_message, timeout=5, what="bounced message")
-        check_bounce(err, full, bob.full, "m1", "never acknowledged")
         wait_until(lambda: session_fulls(sm_server, a_jid) == [], 3, "session end")
+        with raw_login(sm_server, a_jid) as again:
+            again.send("<presence/>")
+            check_kept(again, ["never acknowledged"])
+        assert not error_messages(bob.received), "the sender must not get an error"
 
 
-def check_bounce(err, from_full, to_full, mid, body):
-    assert err.get("from") == from_full and err.get("to") == to_full, describe(err)
-    assert err.get("id") == mid, describe(err)
-    e = err.find(tag(NS_CLIENT, "error"))
-    assert e is not None and e.get("type") == "wait", describe(err)
-    assert e.find(tag(NS_STANZAS, "recipient-unavailable")) is not None, describe(err)
-    assert err.find(tag(NS_CLIENT, "body")).text == body, describe(err)
+def check_kept(client, bodies):
+    """The messages a session never acknowledged were kept for offline
+    delivery: the next login gets them, in order, with a delay stamp."""
+    for body in bodies:
+        m = client.expect_message(body, timeout=5)
+        assert m.find(tag("urn:xmpp:delay", "delay")) is not None, describe(m)
 
 
 # A resumable session not resumed in time ends (the router hears of it only
-# then) and the unacknowledged message goes back to its sender as an error;
+# then) and the unacknowledged messages are kept for the next login;
 # a late resume is refused.
-def test_sm_resume_timeout_bounces(parley):
+def test_sm_resume_timeout_keeps_offline(parley):
     inst = parley(gateways=1, storage=1, sm={"resume_timeout": 2})
     a_jid, b_jid = new_user(inst, "expa"), new_user(inst, "expb")
     with raw_login(inst, b_jid) as bob:
@@ -467,16 +473,14 @@ def test_sm_resume_timeout_bounces(parley):
         bob.message(full, "queued while away", mid="x2")
         time.sleep(0.5)
         assert session_fulls(inst, a_jid) == [full], "the session must stay while detached"
-        assert not error_messages(bob.received), "bounced before the resume timeout"
-        first = bob.expect(is_error_message, timeout=5, what="first bounce")
-        second = bob.expect(is_error_message, timeout=2, what="second bounce")
-        check_bounce(first, full, bob.full, "x1", "delivered, not acked")
-        check_bounce(second, full, bob.full, "x2", "queued while away")
-        wait_until(lambda: session_fulls(inst, a_jid) == [], 3, "session end")
+        wait_until(lambda: session_fulls(inst, a_jid) == [], 6, "session end")
         with raw_login(inst, a_jid, bind=False) as alice2:
             failed = resume(alice2, previd, alice.h_in)
             assert failed.find(tag(NS_STANZAS, "item-not-found")) is not None, describe(failed)
             assert alice2.bind()
+            alice2.send("<presence/>")
+            check_kept(alice2, ["delivered, not acked", "queued while away"])
+        assert not error_messages(bob.received), "the sender must not get an error"
 
 
 # A silent resumable client is closed by the idle timeout like any other,

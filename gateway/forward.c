@@ -13,6 +13,9 @@
  *       (XEP-0199 §4.2): it costs the router nothing
  *   F4  presence priority is an integer in [-128, 127] (RFC 6121 §4.7.2.3);
  *       anything else counts as 0
+ *   F5  a client may not forge the ids this server assigns: <stanza-id/>
+ *       elements claiming to be by one of our JIDs are removed (XEP-0359
+ *       §3.3)
  *   F5  the answer to the gateway's own idle ping (idle.c) ends here
  */
 #include "forward.h"
@@ -29,6 +32,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static int is_server_ping(const struct conn *c, const struct stanza *s, const char *to)
 {
@@ -69,6 +73,29 @@ static int message_flags(const struct stanza *s)
             flags |= STANZA_FLAG_CARBON;
     }
     return flags;
+}
+
+/* Whether jid (bare or domain) belongs to our domain. */
+static int is_ours(const struct conn *c, const char *jid)
+{
+    const char *domain = c->gw->conf->domain;
+    const char *at = jid ? strchr(jid, '@') : NULL;
+    const char *d = at ? at + 1 : jid;
+    return d && strcasecmp(d, domain) == 0;
+}
+
+static void strip_our_stanza_ids(struct conn *c, struct stanza *s)
+{
+    struct stanza *k = s->first;
+    while (k) {
+        struct stanza *next = k->next;
+        if (k->kind == STANZA_ELEMENT && str_eq(k->name, "stanza-id") && str_eq(k->ns, "urn:xmpp:sid:0") &&
+            is_ours(c, stanza_attr(k, "by"))) {
+            stanza_detach(k);
+            stanza_free(k);
+        }
+        k = next;
+    }
 }
 
 static int presence_priority(const struct stanza *s)
@@ -129,6 +156,8 @@ void forward_stanza(struct conn *c, struct stanza *s)
         goto out;
     }
     stanza_set_attr(s, "from", c->full);                                    /* F1 */
+    if (str_eq(s->name, "message"))
+        strip_our_stanza_ids(c, s);                                         /* F5 */
 
     e = envelope_new(OP_STANZA);
     envelope_set_int(e, ENV_CONN, (int64_t)c->id);

@@ -263,7 +263,13 @@ void presence_on_session_end(struct router *r, struct session *s)
     if (s->replacing && strcmp(s->replacing->full, s->full) == 0)
         return;                                                                        /* V5 */
     if (!s->available) {
-        directed_cleanup(r, s, NULL, 0);
+        /* V6 holds without initial presence too: whoever got directed
+         * presence learns that the session is gone. */
+        if (s->ndirected) {
+            char *gone = unavailable_from(s->full);
+            directed_cleanup(r, s, gone, strlen(gone));
+            free(gone);
+        }
         return;
     }
     char *xml = unavailable_from(s->full);                                             /* V5 */

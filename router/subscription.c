@@ -230,13 +230,19 @@ void subscription_on_remove(struct router *r, struct roster *ro, const char *jid
 {
     struct roster_item *it = roster_item(ro, jid);
     const char *me = ro->user_id;
+    int had_to = it && (roster_sub_has_to(it->sub) || it->is_ask);
+    int had_from = (it && roster_sub_has_from(it->sub)) || strmap_get(&ro->pending_in, jid);
+    char *contact = xstrdup(jid);
 
-    if (it && (roster_sub_has_to(it->sub) || it->is_ask))                   /* P6 */
-        run(r, OP_UNSUBSCRIBE, me, jid, plain("unsubscribe", me, jid));
-    if ((it && roster_sub_has_from(it->sub)) || strmap_get(&ro->pending_in, jid))
-        run(r, OP_UNSUBSCRIBED, jid, me, plain("unsubscribed", me, jid));
-    roster_pending_set(r, ro, jid, 0);
-    roster_item_remove(r, ro, jid);
+    /* The item goes first, so the user sees one push, 'remove' (§2.5.2);
+     * the steps then find no item of ours and change only the contact's. */
+    roster_pending_set(r, ro, contact, 0);
+    roster_item_remove(r, ro, contact);
+    if (had_to)                                                             /* P6 */
+        run(r, OP_UNSUBSCRIBE, me, contact, plain("unsubscribe", me, contact));
+    if (had_from)
+        run(r, OP_UNSUBSCRIBED, contact, me, plain("unsubscribed", me, contact));
+    free(contact);
 }
 
 void subscription_redeliver(struct router *r, struct roster *ro, struct session *s)

@@ -75,17 +75,14 @@ void archive_store(struct router *r, const char *owner, const char *peer, const 
 
 struct query_wait {
     struct envelope *req;
-    char *gateway;
-    char *full;
-    uint64_t conn;
+    struct session_ref who;
     char *queryid;
 };
 
 static void query_wait_free(struct query_wait *w)
 {
     envelope_free(w->req);
-    free(w->gateway);
-    free(w->full);
+    session_ref_fini(&w->who);
     free(w->queryid);
     free(w);
 }
@@ -124,7 +121,7 @@ static void send_result(struct router *r, struct session *s, const char *queryid
 static void on_results(struct router *r, const struct envelope *res, void *ctx)
 {
     struct query_wait *w = ctx;
-    struct session *s = sessions_of_conn(r, w->gateway, w->full, w->conn);
+    struct session *s = session_ref_get(r, &w->who);
     struct stanza *results = NULL;
     const char *first = NULL, *last = NULL;
     struct buf b;
@@ -133,7 +130,7 @@ static void on_results(struct router *r, const struct envelope *res, void *ctx)
         goto out;
     if (envelope_get(res, ENV_ERROR) || !res->payload ||
         stanza_parse(res->payload, res->payload_len, &results) < 0) {
-        log_warn("jid=%s archive query failed: %s", w->full,
+        log_warn("jid=%s archive query failed: %s", w->who.full,
                  envelope_get(res, ENV_ERROR) ? envelope_get(res, ENV_ERROR) : "bad answer");
         reply_error(r, s, w->req, "internal-server-error", "wait");
         goto out;
@@ -279,9 +276,7 @@ void archive_iq(struct router *r, struct session *from, const struct envelope *e
     }
     struct query_wait *w = xcalloc(1, sizeof(*w));
     w->req = envelope_copy(env);
-    w->gateway = xstrdup(from->gateway);
-    w->full = xstrdup(from->full);
-    w->conn = from->conn;
+    session_ref_set(&w->who, from);
     w->queryid = xstrdup(stanza_attr(query, "queryid"));
     stanza_free(iq);
 

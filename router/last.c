@@ -28,24 +28,21 @@
 
 struct last_wait {
     struct envelope *req;
-    char *gateway;
-    char *full;
-    uint64_t conn;
+    struct session_ref who;
     char *target;
 };
 
 static void wait_free(struct last_wait *w)
 {
     envelope_free(w->req);
-    free(w->gateway);
-    free(w->full);
+    session_ref_fini(&w->who);
     free(w->target);
     free(w);
 }
 
 static struct session *requester(struct router *r, struct last_wait *w)
 {
-    return sessions_of_conn(r, w->gateway, w->full, w->conn);
+    return session_ref_get(r, &w->who);
 }
 
 static void answer(struct router *r, struct session *s, const struct envelope *req, long long seconds,
@@ -135,9 +132,7 @@ void last_iq(struct router *r, struct session *from, const struct envelope *env,
     }
     w = xcalloc(1, sizeof(*w));
     w->req = envelope_copy(env);
-    w->gateway = xstrdup(from->gateway);
-    w->full = xstrdup(from->full);
-    w->conn = from->conn;
+    session_ref_set(&w->who, from);
     w->target = xstrdup(bare ? bare : from->user->user_id);
     if (strcmp(w->target, from->user->user_id) == 0)
         lookup(r, w);                                                        /* L2 */

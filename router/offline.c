@@ -42,9 +42,7 @@
 
 struct store_wait {
     struct envelope *req;      /* the sender's stanza, for an error */
-    char *gateway;
-    char *full;
-    uint64_t conn;
+    struct session_ref who;
 };
 
 static void on_stored(struct router *r, const struct envelope *res, void *ctx)
@@ -53,7 +51,7 @@ static void on_stored(struct router *r, const struct envelope *res, void *ctx)
     const char *err = envelope_get(res, ENV_ERROR);
     struct session *s;
 
-    if (err && (s = sessions_of_conn(r, w->gateway, w->full, w->conn))) {
+    if (err && (s = session_ref_get(r, &w->who))) {
         if (strcmp(err, "not-found") == 0) {
             reply_error(r, s, w->req, "service-unavailable", "cancel");       /* O2 */
         } else {
@@ -64,8 +62,7 @@ static void on_stored(struct router *r, const struct envelope *res, void *ctx)
         log_info("user=%s offline message refused (%s); sender gone", envelope_get(res, ENV_USER), err);
     }
     envelope_free(w->req);
-    free(w->gateway);
-    free(w->full);
+    session_ref_fini(&w->who);
     free(w);
 }
 
@@ -79,9 +76,7 @@ void offline_store(struct router *r, struct session *from, const struct envelope
         return;                                                                 /* O1 */
     struct store_wait *w = xcalloc(1, sizeof(*w));
     w->req = envelope_copy(env);
-    w->gateway = xstrdup(from->gateway);
-    w->full = xstrdup(from->full);
-    w->conn = from->conn;
+    session_ref_set(&w->who, from);
 
     struct envelope *job = envelope_new(OP_JOB);
     envelope_set(job, ENV_WHAT, "offline_put");
@@ -97,9 +92,7 @@ void offline_store(struct router *r, struct session *from, const struct envelope
 /* ---- delivery (O3, O4) ------------------------------------------------------ */
 
 struct fetch_wait {
-    char *gateway;
-    char *full;
-    uint64_t conn;
+    struct session_ref who;
 };
 
 static void deliver_one(struct router *r, struct session *s, const struct stanza *msg)
@@ -146,13 +139,13 @@ static void deliver_one(struct router *r, struct session *s, const struct stanza
 static void on_fetched(struct router *r, const struct envelope *res, void *ctx)
 {
     struct fetch_wait *w = ctx;
-    struct session *s = sessions_of_conn(r, w->gateway, w->full, w->conn);
+    struct session *s = session_ref_get(r, &w->who);
     struct stanza *msgs = NULL;
 
     if (!s)
         goto out; /* gone before its messages came: they stay stored (O4) */
     if (envelope_get(res, ENV_ERROR)) {
-        log_warn("jid=%s offline messages not fetched: %s", w->full, envelope_get(res, ENV_ERROR));
+        log_warn("jid=%s offline messages not fetched: %s", w->who.full, envelope_get(res, ENV_ERROR));
         goto out;
     }
     if (!res->payload || stanza_parse(res->payload, res->payload_len, &msgs) < 0)
@@ -168,8 +161,7 @@ static void on_fetched(struct router *r, const struct envelope *res, void *ctx)
         log_info("jid=%s %zu offline messages delivered", s->full, n);
 out:
     stanza_free(msgs);
-    free(w->gateway);
-    free(w->full);
+    session_ref_fini(&w->who);
     free(w);
 }
 
@@ -181,9 +173,7 @@ void offline_deliver(struct router *r, struct session *s)
     if (s->priority < 0)
         return;                                                                 /* O3 */
     w = xcalloc(1, sizeof(*w));
-    w->gateway = xstrdup(s->gateway);
-    w->full = xstrdup(s->full);
-    w->conn = s->conn;
+    session_ref_set(&w->who, s);
     job = envelope_new(OP_JOB);
     envelope_set(job, ENV_WHAT, "offline_get");
     envelope_set(job, ENV_JOB, "offline-get");

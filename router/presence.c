@@ -203,9 +203,7 @@ static void directed_cleanup(struct router *r, struct session *s, const char *pa
 /* ---- broadcast presence --------------------------------------------------- */
 
 struct pending_bcast {
-    char *gateway;
-    char *full;
-    uint64_t conn;
+    struct session_ref who;
     int is_initial;
     char *payload;             /* what to broadcast */
 };
@@ -213,7 +211,7 @@ struct pending_bcast {
 static void on_roster_for_broadcast(struct router *r, struct roster *ro, void *ctx)
 {
     struct pending_bcast *p = ctx;
-    struct session *s = sessions_of_conn(r, p->gateway, p->full, p->conn);
+    struct session *s = session_ref_get(r, &p->who);
 
     if (s && s->available) {
         broadcast(r, ro, s, s->user->user_id, p->payload, strlen(p->payload));  /* V1, V3 */
@@ -222,8 +220,7 @@ static void on_roster_for_broadcast(struct router *r, struct roster *ro, void *c
         if (p->is_initial)
             offline_deliver(r, s);                                               /* O3 in offline.c */
     }
-    free(p->gateway);
-    free(p->full);
+    session_ref_fini(&p->who);
     free(p->payload);
     free(p);
 }
@@ -236,9 +233,7 @@ void presence_on_broadcast(struct router *r, struct session *s, const struct env
         int was = s->available;
         struct pending_bcast *p = xcalloc(1, sizeof(*p));
         sessions_set_presence(s, 1, (int)envelope_get_int(env, ENV_PRIO, 0), env->payload, env->payload_len);
-        p->gateway = xstrdup(s->gateway);
-        p->full = xstrdup(s->full);
-        p->conn = s->conn;
+        session_ref_set(&p->who, s);
         p->is_initial = !was;
         p->payload = xstrndup(env->payload, env->payload_len);
         roster_with(r, s->user->user_id, on_roster_for_broadcast, p);
@@ -284,16 +279,14 @@ void presence_on_session_end(struct router *r, struct session *s)
 /* ---- directed presence ---------------------------------------------------- */
 
 struct pending_probe {
-    char *gateway;
-    char *full;
-    uint64_t conn;
+    struct session_ref who;
     char *contact;
 };
 
 static void on_roster_for_probe(struct router *r, struct roster *ro, void *ctx)
 {
     struct pending_probe *p = ctx;
-    struct session *s = sessions_of_conn(r, p->gateway, p->full, p->conn);
+    struct session *s = session_ref_get(r, &p->who);
     struct roster_item *it = ro ? roster_item(ro, p->contact) : NULL;
 
     if (s && it && roster_sub_has_to(it->sub)) {                                      /* V7 */
@@ -302,8 +295,7 @@ static void on_roster_for_probe(struct router *r, struct roster *ro, void *ctx)
             if (cs->available && cs->presence)
                 deliver_to(r, s, cs->presence, strlen(cs->presence));
     }
-    free(p->gateway);
-    free(p->full);
+    session_ref_fini(&p->who);
     free(p->contact);
     free(p);
 }
@@ -337,9 +329,7 @@ void presence_on_directed(struct router *r, struct session *s, const struct enve
     }
     if (str_eq(type, "probe")) {
         struct pending_probe *p = xcalloc(1, sizeof(*p));
-        p->gateway = xstrdup(s->gateway);
-        p->full = xstrdup(s->full);
-        p->conn = s->conn;
+        session_ref_set(&p->who, s);
         p->contact = xstrdup(to_bare);
         roster_with(r, s->user->user_id, on_roster_for_probe, p);
         return;

@@ -402,21 +402,18 @@ void roster_pending_set(struct router *r, struct roster *ro, const char *jid, in
 
 struct iq_wait {
     struct envelope *req;
-    char *gateway;
-    char *full;
-    uint64_t conn;
+    struct session_ref who;
 };
 
 static struct session *iq_session(struct router *r, struct iq_wait *w)
 {
-    return sessions_of_conn(r, w->gateway, w->full, w->conn);
+    return session_ref_get(r, &w->who);
 }
 
 static void iq_wait_free(struct iq_wait *w)
 {
     envelope_free(w->req);
-    free(w->gateway);
-    free(w->full);
+    session_ref_fini(&w->who);
     free(w);
 }
 
@@ -570,9 +567,7 @@ void roster_iq(struct router *r, struct session *from, const struct envelope *en
     struct iq_wait *w = xcalloc(1, sizeof(*w));
 
     w->req = envelope_copy(env);
-    w->gateway = xstrdup(from->gateway);
-    w->full = xstrdup(from->full);
-    w->conn = from->conn;
+    session_ref_set(&w->who, from);
     if (str_eq(type, "get"))
         roster_with(r, from->user->user_id, on_get, w);
     else

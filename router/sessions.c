@@ -34,6 +34,25 @@
 /* How long a kick_old bind waits for the old session's gateway. */
 #define REPLACE_TIMEOUT 3.0
 
+void session_ref_set(struct session_ref *ref, const struct session *s)
+{
+    ref->gateway = xstrdup(s->gateway);
+    ref->full = xstrdup(s->full);
+    ref->conn = s->conn;
+}
+
+struct session *session_ref_get(struct router *r, const struct session_ref *ref)
+{
+    return sessions_of_conn(r, ref->gateway, ref->full, ref->conn);
+}
+
+void session_ref_fini(struct session_ref *ref)
+{
+    free(ref->gateway);
+    free(ref->full);
+    ref->gateway = ref->full = NULL;
+}
+
 void sessions_init(struct router *r)
 {
     strmap_init(&r->sessions);

@@ -55,6 +55,22 @@ struct user {
     int count;
 };
 
+/*
+ * A way back to a session across an asynchronous job: by the time storage
+ * answers, the session may have ended or been replaced, so the answer looks
+ * it up again instead of keeping a pointer.
+ */
+struct session_ref {
+    char *gateway;
+    char *full;
+    uint64_t conn;
+};
+
+void session_ref_set(struct session_ref *ref, const struct session *s);
+/* The session, if it still is the one referred to; else NULL. */
+struct session *session_ref_get(struct router *r, const struct session_ref *ref);
+void session_ref_fini(struct session_ref *ref);
+
 void sessions_init(struct router *r);
 void sessions_fini(struct router *r);
 

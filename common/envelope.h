@@ -177,8 +177,13 @@
  *                    last max before it, still in time order)
  *   "archive_purge" stamp -> every archive entry older than stamp is
  *                    deleted (all users); result text = how many
- *   Writes for one user are sent one at a time by the router (each after
- *   the previous one's result), so workers need no ordering of their own.
+ *   Roster writes (roster_put/del, pending_put/del) for one user are sent
+ *   one at a time by the router (each after the previous one's result);
+ *   offline and archive writes may run on several workers at once: their
+ *   order is that of their stamp and id, which the router assigns. Writes
+ *   for an account that does not exist answer "not-found" and store
+ *   nothing. archive_query: before='' asks for the last page; an after or
+ *   before id not in the archive is "not-found"; max is capped at 1000.
  *
  * ---------------------------------------------------------------------------
  * Admin (parleyctl -> router)

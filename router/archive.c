@@ -9,7 +9,8 @@
  *       <stanza-id by='recipient'/> (XEP-0359); ids sort in time order
  *   M2  a query is on one's own archive only; to anyone else's: forbidden
  *   M3  filters: with (bare JID), start, end (XEP-0082 times); paging with
- *       RSM max (default 50, at most 250), after, before (XEP-0059); each
+ *       RSM max (default 50, at most 250), after, before (XEP-0059; an
+ *       empty before is the last page, an unknown id item-not-found); each
  *       result is a <message><result queryid id><forwarded><delay/>
  *       original</forwarded></result></message> and the iq result carries
  *       <fin complete><set><first/><last/><count/></set></fin>
@@ -38,21 +39,25 @@
 #define MAM_MAX_DEFAULT 50
 #define MAM_MAX_LIMIT 250
 
-void archive_new_id(struct router *r, char *out)
+int64_t archive_new_id(struct router *r, char *out)
 {
     int64_t now = timestamp_now();
-    /* Monotonic even if the clock steps back. */
+    /* Monotonic even if the clock steps back, so ids and stamps sort the
+     * same way as the messages arrived. */
     if (now <= r->last_id_usec)
         now = r->last_id_usec + 1;
     r->last_id_usec = now;
     snprintf(out, ARCHIVE_ID_MAX, "%016" PRIx64, (uint64_t)now);
+    return now;
 }
 
 static void on_stored(struct router *r, const struct envelope *res, void *ctx)
 {
     (void)r;
     (void)ctx;
-    if (envelope_get(res, ENV_ERROR))
+    if (str_eq(envelope_get(res, ENV_ERROR), "not-found"))
+        log_debug("user=%s has no account; nothing archived", envelope_get(res, ENV_USER));
+    else if (envelope_get(res, ENV_ERROR))
         log_error("user=%s archive write failed: %s", envelope_get(res, ENV_USER), envelope_get(res, ENV_ERROR));
 }
 
@@ -128,6 +133,11 @@ static void on_results(struct router *r, const struct envelope *res, void *ctx)
 
     if (!s)
         goto out;
+    if (str_eq(envelope_get(res, ENV_ERROR), "not-found")) {
+        /* An RSM after/before id that is not in the archive (XEP-0313 §5.3). */
+        reply_error(r, s, w->req, "item-not-found", "cancel");
+        goto out;
+    }
     if (envelope_get(res, ENV_ERROR) || !res->payload ||
         stanza_parse(res->payload, res->payload_len, &results) < 0) {
         log_warn("jid=%s archive query failed: %s", w->who.full,
@@ -228,10 +238,11 @@ static const char *build_query(const struct stanza *query, struct buf *q)
             free(t);
         }
         if (before) {
-            /* An empty <before/> asks for the last page. */
+            /* An empty <before/> asks for the last page (storage reads
+             * before='' the same way). */
             char *t = stanza_text(before);
             buf_append_str(q, " before='");
-            stanza_escape(q, *t ? t : "ffffffffffffffff", *t ? strlen(t) : 16, 1);
+            stanza_escape(q, t, strlen(t), 1);
             buf_append_str(q, "'");
             free(t);
         }

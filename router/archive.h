@@ -14,8 +14,10 @@ struct session;
 #define NS_SID "urn:xmpp:sid:0"
 #define ARCHIVE_ID_MAX 24
 
-/* A new server-assigned id: unique and ordered in time (16 hex digits). */
-void archive_new_id(struct router *r, char *out);
+/* A new server-assigned id: unique and ordered in time (16 hex digits:
+ * the microsecond it stands for). Returns that microsecond, the stamp to
+ * store with it. */
+int64_t archive_new_id(struct router *r, char *out);
 /* Appends one archive entry for owner (fire and forget; failures logged). */
 void archive_store(struct router *r, const char *owner, const char *peer, const char *dir, const char *id,
                    int64_t stamp, const char *xml, size_t len);

@@ -229,13 +229,13 @@ void offline_on_undelivered(struct router *r, const char *gateway, const struct 
     if (!s || !env->payload)
         return;
     /* O5: a new id and the time it comes back; the quota still applies. */
-    archive_new_id(r, id);
+    int64_t stamp = archive_new_id(r, id);
     struct envelope *job = envelope_new(OP_JOB);
     envelope_set(job, ENV_WHAT, "offline_put");
     envelope_set(job, ENV_JOB, "offline-kept");
     envelope_set(job, ENV_USER, s->user->user_id);
     envelope_set(job, ENV_ID, id);
-    envelope_set_int(job, ENV_STAMP, timestamp_now());
+    envelope_set_int(job, ENV_STAMP, stamp);
     envelope_set_int(job, ENV_LIMIT, r->conf->offline.quota);
     envelope_set_payload(job, env->payload, env->payload_len);
     jobs_submit(r, &job, on_kept, NULL);

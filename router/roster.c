@@ -255,7 +255,10 @@ static void on_written(struct router *r, const struct envelope *res, void *ctx)
     if (err && (strcmp(err, "unavailable") == 0 || strcmp(err, "internal") == 0) && ++w->tries < ROSTER_WRITE_TRIES) {
         log_warn("user=%s roster write %s failed (%s); retrying", ro->user_id, envelope_get(w->job, ENV_WHAT), err);
     } else {
-        if (err)
+        if (err && strcmp(err, "not-found") == 0)
+            log_info("user=%s roster write %s for an account that does not exist; dropped", ro->user_id,
+                     envelope_get(w->job, ENV_WHAT));
+        else if (err)
             log_error("user=%s roster write %s failed: %s; the change is lost", ro->user_id,
                       envelope_get(w->job, ENV_WHAT), err);
         ro->writes = w->next;

@@ -144,7 +144,7 @@ static void route_message(struct router *r, struct session *from, const struct e
     m.stamp = timestamp_now();
     if (wants_id(env)) {                                                     /* R8 */
         struct buf child;
-        archive_new_id(r, id);
+        m.stamp = archive_new_id(r, id);
         buf_init(&child);
         buf_append_str(&child, "<stanza-id xmlns='" NS_SID "' by='");
         stanza_escape(&child, to->bare, strlen(to->bare), 1);

@@ -116,6 +116,13 @@ int jobs_number_parse(const char *s, int64_t *out)
     return JOBS_OK;
 }
 
+void jobs_attr(struct buf *out, const char *name, const char *value)
+{
+    buf_printf(out, " %s='", name);
+    stanza_escape(out, value, strlen(value), 1);
+    buf_append(out, "'", 1);
+}
+
 int jobs_stanza_check(const struct envelope *job)
 {
     struct stanza *s;
@@ -347,7 +354,9 @@ struct envelope *jobs_run(struct backend *b, const struct envelope *job)
         res = jobs_prepare(job, &w);
         if (res)
             return res;
+        b->job = w.job;
         (void)b->ops->write(b, &w, 1);   /* the outcome is in w.rc either way */
+        b->job = "-";
         return jobs_finish(job, &w);
     }
     names_of(job, &n);

@@ -76,13 +76,6 @@ int jobs_archive_filter_parse(const char *xml, size_t len, struct stanza **tree,
     return JOBS_OK;
 }
 
-static void attr(struct buf *out, const char *name, const char *value)
-{
-    buf_printf(out, " %s='", name);
-    stanza_escape(out, value, strlen(value), 1);
-    buf_append(out, "'", 1);
-}
-
 void jobs_archive_xml(const struct archive_page *p, struct buf *out)
 {
     buf_printf(out, "<results complete='%d' count='%" PRId64 "'", p->is_complete ? 1 : 0, p->count);
@@ -94,10 +87,10 @@ void jobs_archive_xml(const struct archive_page *p, struct buf *out)
     for (size_t i = 0; i < p->n; i++) {
         const struct archive_entry *e = &p->items[i];
         buf_append_str(out, "<r");
-        attr(out, "id", e->id);
+        jobs_attr(out, "id", e->id);
         buf_printf(out, " stamp='%" PRId64 "'", e->stamp);
-        attr(out, "jid", e->peer);
-        attr(out, "dir", e->dir);
+        jobs_attr(out, "jid", e->peer);
+        jobs_attr(out, "dir", e->dir);
         buf_append(out, ">", 1);
         buf_append_str(out, e->xml);   /* checked to be one element when it was stored */
         buf_append_str(out, "</r>");

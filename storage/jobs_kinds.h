@@ -21,6 +21,10 @@ typedef int (*jobs_prepare_fn)(const struct envelope *job, struct backend_write 
  * reads, so one broken row would spoil every read of that user's store. */
 int jobs_stanza_check(const struct envelope *job);
 
+/* jobs.c: appends ` name='value'` with value escaped for an attribute. */
+struct buf;
+void jobs_attr(struct buf *out, const char *name, const char *value);
+
 /* jobs_roster.c */
 int jobs_roster_get(struct backend *b, const struct envelope *job, struct envelope *res);
 int jobs_roster_put(const struct envelope *job, struct backend_write *w);

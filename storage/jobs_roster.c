@@ -19,13 +19,6 @@
 #define NS_ROSTER "jabber:iq:roster"
 #define NS_INTERNAL "urn:parley:internal"
 
-static void attr(struct buf *out, const char *name, const char *value)
-{
-    buf_printf(out, " %s='", name);
-    stanza_escape(out, value, strlen(value), 1);
-    buf_append(out, "'", 1);
-}
-
 void jobs_roster_xml(const struct roster *r, struct buf *out)
 {
     buf_printf(out, "<query xmlns='" NS_ROSTER "' ver='%lld'", (long long)r->ver);
@@ -37,12 +30,12 @@ void jobs_roster_xml(const struct roster *r, struct buf *out)
     for (size_t i = 0; i < r->nitems; i++) {
         const struct roster_item *it = &r->items[i];
         buf_append_str(out, "<item");
-        attr(out, "jid", it->jid);
+        jobs_attr(out, "jid", it->jid);
         if (it->name)
-            attr(out, "name", it->name);
-        attr(out, "subscription", it->subscription);
+            jobs_attr(out, "name", it->name);
+        jobs_attr(out, "subscription", it->subscription);
         if (it->ask)
-            attr(out, "ask", it->ask);
+            jobs_attr(out, "ask", it->ask);
         if (it->ngroups == 0) {
             buf_append_str(out, "/>");
             continue;
@@ -59,7 +52,7 @@ void jobs_roster_xml(const struct roster *r, struct buf *out)
      * these before it shows a roster (envelope.h "roster_get"). */
     for (size_t i = 0; i < r->npending; i++) {
         buf_append_str(out, "<pending xmlns='" NS_INTERNAL "'");
-        attr(out, "jid", r->pending[i]);
+        jobs_attr(out, "jid", r->pending[i]);
         buf_append_str(out, "/>");
     }
     buf_append_str(out, "</query>");

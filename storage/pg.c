@@ -5,22 +5,26 @@
  * statements (PQexecParams accepts one).
  *
  * Connection loss: a statement that fails with the connection gone
- * (PQstatus CONNECTION_BAD) triggers one immediate reconnect, and the whole
+ * (PQstatus CONNECTION_BAD, or SQLSTATE class 08 or 57P: the server is
+ * ending the session) triggers one immediate reconnect, and the whole
  * operation is retried once (user_add's retry treats "exists with exactly
  * these credentials" as its own earlier insert, see pg_user_add). While the
  * database stays down, jobs are answered "unavailable" at once and a new
  * connection is attempted only when the backoff has passed: 100 ms, doubling
  * per failed attempt up to 5 s, so a dead server costs neither the worker's
  * heartbeats nor a connect storm. libpq's connect_timeout (5 s unless the
- * conninfo says otherwise) bounds each attempt.
+ * conninfo says otherwise) bounds each attempt. Batched writes retry their
+ * whole transaction instead (pg_batch.c).
+ *
+ * This file holds the connection, the helpers the operations share (pg.h)
+ * and migrations; the operations are in pg_jobs.c and pg_batch.c.
  */
-#include "backend.h"
-#include "buf.h"
+#include "pg.h"
 #include "config.h"
 #include "log.h"
 #include "util.h"
 
-#include <libpq-fe.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -30,19 +34,6 @@
 /* Key of the session-level advisory lock that serializes migrations
  * across workers: "parley" in ASCII. */
 #define PG_MIGRATE_LOCK "123563833845113"
-
-struct pg_backend {
-    struct backend base;
-    const char *conninfo;    /* borrowed from the config */
-    PGconn *conn;
-    unsigned backoff_ms;     /* 0 while connected */
-    double next_try;         /* monotonic seconds; no connect attempt before */
-};
-
-static struct pg_backend *from_base(struct backend *b)
-{
-    return (struct pg_backend *)b;
-}
 
 static double now_s(void)
 {
@@ -80,8 +71,7 @@ static PGconn *connect_db(const char *conninfo)
     return c;
 }
 
-/* Makes sure there is a connection, honouring the backoff. */
-static int ensure(struct pg_backend *pg)
+int pg_ensure(struct pg_backend *pg)
 {
     char line[512];
     double now;
@@ -97,6 +87,7 @@ static int ensure(struct pg_backend *pg)
     }
     PQfinish(pg->conn);
     pg->conn = connect_db(pg->conninfo);
+    pg->is_prepared = 0;   /* prepared statements live in the session */
     if (pg->conn && PQstatus(pg->conn) == CONNECTION_OK) {
         log_info("connected to PostgreSQL (server %d)", PQserverVersion(pg->conn));
         pg->backoff_ms = 0;
@@ -113,8 +104,7 @@ static int ensure(struct pg_backend *pg)
     return BACKEND_ERR_UNAVAILABLE;
 }
 
-/* Logs a failed statement once and maps it. Takes and clears res. */
-static int fail(struct pg_backend *pg, const char *what, PGresult *res)
+int pg_fail(struct pg_backend *pg, const char *job, const char *what, PGresult *res)
 {
     char line[512];
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
@@ -122,50 +112,54 @@ static int fail(struct pg_backend *pg, const char *what, PGresult *res)
     int rc = BACKEND_ERR_INTERNAL;
 
     if (PQstatus(pg->conn) == CONNECTION_BAD) {
-        log_warn("job=%s %s: connection to PostgreSQL lost: %s", pg->base.job, what,
+        log_warn("job=%s %s: connection to PostgreSQL lost: %s", job, what,
                  one_line(PQerrorMessage(pg->conn), line, sizeof(line)));
         rc = BACKEND_ERR_UNAVAILABLE;
+    } else if (state && (strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0)) {
+        /* Connection exception, or the server ending this session (admin
+         * shutdown, crash, terminate): libpq may not have noticed yet. */
+        log_warn("job=%s %s: PostgreSQL is ending the connection: SQLSTATE %s: %s", job, what, state,
+                 one_line(msg ? msg : PQerrorMessage(pg->conn), line, sizeof(line)));
+        rc = BACKEND_ERR_UNAVAILABLE;
     } else {
-        log_error("job=%s %s: SQLSTATE %s: %s", pg->base.job, what, state ? state : "?",
+        log_error("job=%s %s: SQLSTATE %s: %s", job, what, state ? state : "?",
                   one_line(msg ? msg : PQerrorMessage(pg->conn), line, sizeof(line)));
     }
     PQclear(res);
     return rc;
 }
 
-/* PQexecParams with text parameters; *res is the result when it has the
- * expected status, else the failure is logged and mapped. */
-static int query(struct pg_backend *pg, const char *what, const char *sql, int n, const char *const *args,
-                 ExecStatusType want, PGresult **res)
+int pg_query(struct pg_backend *pg, const char *what, const char *sql, int n, const char *const *args,
+             ExecStatusType want, PGresult **res)
 {
     PGresult *r = PQexecParams(pg->conn, sql, n, NULL, args, NULL, NULL, 0);
     *res = NULL;
     if (PQresultStatus(r) != want)
-        return fail(pg, what, r);
+        return pg_fail(pg, pg->base.job, what, r);
     *res = r;
     return BACKEND_OK;
 }
 
-static int command(struct pg_backend *pg, const char *what, const char *sql, int n, const char *const *args)
+int pg_command(struct pg_backend *pg, const char *what, const char *sql, int n, const char *const *args)
 {
     PGresult *res;
-    int rc = query(pg, what, sql, n, args, PGRES_COMMAND_OK, &res);
+    int rc = pg_query(pg, what, sql, n, args, PGRES_COMMAND_OK, &res);
     PQclear(res);
     return rc;
 }
 
-/* One operation, given its arguments; retry is 1 on the second run after a reconnect. */
-typedef int (*pg_op)(struct pg_backend *pg, void *arg, int retry);
-
-static int run(struct pg_backend *pg, pg_op op, void *arg)
+int pg_run(struct pg_backend *pg, pg_op op, void *arg)
 {
-    int rc = ensure(pg);
+    int rc = pg_ensure(pg);
     if (rc < 0)
         return rc;
     rc = op(pg, arg, 0);
-    if (rc == BACKEND_ERR_UNAVAILABLE && PQstatus(pg->conn) == CONNECTION_BAD) {
+    if (rc == BACKEND_ERR_UNAVAILABLE) {
+        /* Only a lost (or ending) connection gives UNAVAILABLE here. */
+        PQfinish(pg->conn);
+        pg->conn = NULL;
         pg->next_try = 0;   /* the first attempt after a loss is immediate */
-        if (ensure(pg) == BACKEND_OK) {
+        if (pg_ensure(pg) == BACKEND_OK) {
             log_info("job=%s retrying once on the new connection", pg->base.job);
             rc = op(pg, arg, 1);
         }
@@ -200,7 +194,7 @@ static void pg_close(struct backend *b)
     struct pg_backend *pg;
     if (!b)
         return;
-    pg = from_base(b);
+    pg = pg_from_base(b);
     PQfinish(pg->conn);
     free(pg);
 }
@@ -214,9 +208,9 @@ static int apply_one(struct pg_backend *pg, const struct migration *m, int *appl
 
     *applied_now = 0;
     snprintf(version, sizeof(version), "%u", m->version);
-    if ((rc = command(pg, "migration begin", "BEGIN", 0, NULL)) < 0)
+    if ((rc = pg_command(pg, "migration begin", "BEGIN", 0, NULL)) < 0)
         return rc;
-    rc = query(pg, "schema_migrations lookup", "SELECT 1 FROM schema_migrations WHERE version = $1::integer", 1,
+    rc = pg_query(pg, "schema_migrations lookup", "SELECT 1 FROM schema_migrations WHERE version = $1::integer", 1,
                args, PGRES_TUPLES_OK, &res);
     if (rc < 0)
         goto out;
@@ -229,11 +223,11 @@ static int apply_one(struct pg_backend *pg, const struct migration *m, int *appl
     if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK) {
         char what[300];
         snprintf(what, sizeof(what), "migration %u (%s)", m->version, m->file);
-        rc = fail(pg, what, res);
+        rc = pg_fail(pg, pg->base.job, what, res);
         goto out;
     }
     PQclear(res);
-    rc = command(pg, "schema_migrations insert",
+    rc = pg_command(pg, "schema_migrations insert",
                  "INSERT INTO schema_migrations (version, name) VALUES ($1::integer, $2)", 2, args);
     if (rc < 0)
         goto out;
@@ -246,12 +240,12 @@ out:
         *applied_now = 0;
         return rc;
     }
-    return command(pg, "migration commit", "COMMIT", 0, NULL);
+    return pg_command(pg, "migration commit", "COMMIT", 0, NULL);
 }
 
 static int pg_migrate(struct backend *b, const struct migration *m, size_t n)
 {
-    struct pg_backend *pg = from_base(b);
+    struct pg_backend *pg = pg_from_base(b);
     const char *lock[] = { PG_MIGRATE_LOCK };
     PGresult *res;
     size_t count = 0;
@@ -260,10 +254,11 @@ static int pg_migrate(struct backend *b, const struct migration *m, size_t n)
     /* Session-level lock: a second worker waits here until the first has
      * applied everything, then finds nothing left to do. It also covers
      * the CREATE TABLE IF NOT EXISTS, which is not safe run concurrently. */
-    if ((rc = query(pg, "migration lock", "SELECT pg_advisory_lock($1::bigint)", 1, lock, PGRES_TUPLES_OK, &res)) < 0)
+    rc = pg_query(pg, "migration lock", "SELECT pg_advisory_lock($1::bigint)", 1, lock, PGRES_TUPLES_OK, &res);
+    if (rc < 0)
         return rc;
     PQclear(res);
-    rc = command(pg, "schema_migrations create",
+    rc = pg_command(pg, "schema_migrations create",
                  "CREATE TABLE IF NOT EXISTS schema_migrations ("
                  " version integer PRIMARY KEY,"
                  " name text NOT NULL,"
@@ -277,7 +272,7 @@ static int pg_migrate(struct backend *b, const struct migration *m, size_t n)
             count++;
         }
     }
-    if (query(pg, "migration unlock", "SELECT pg_advisory_unlock($1::bigint)", 1, lock, PGRES_TUPLES_OK, &res) == 0)
+    if (pg_query(pg, "migration unlock", "SELECT pg_advisory_unlock($1::bigint)", 1, lock, PGRES_TUPLES_OK, &res) == 0)
         PQclear(res);
     if (rc == BACKEND_OK)
         log_info("schema at version %u (%zu migration%s applied now)", n ? m[n - 1].version : 0, count,
@@ -285,171 +280,14 @@ static int pg_migrate(struct backend *b, const struct migration *m, size_t n)
     return rc;
 }
 
-struct user_args {
-    const char *user, *sha1, *sha256;
-    char **out_sha1, **out_sha256;
-    struct buf *list;
-    struct roster *roster;
-};
-
-static int op_cred_get(struct pg_backend *pg, void *arg, int retry)
-{
-    struct user_args *a = arg;
-    const char *args[] = { a->user };
-    PGresult *res;
-    int rc;
-
-    (void)retry;
-    rc = query(pg, "cred_get", "SELECT cred_sha1, cred_sha256 FROM users WHERE user_id = $1", 1, args,
-               PGRES_TUPLES_OK, &res);
-    if (rc < 0)
-        return rc;
-    if (PQntuples(res) == 0) {
-        rc = BACKEND_ERR_NOT_FOUND;
-    } else {
-        *a->out_sha1 = xstrdup(PQgetvalue(res, 0, 0));
-        *a->out_sha256 = xstrdup(PQgetvalue(res, 0, 1));
-    }
-    PQclear(res);
-    return rc;
-}
-
-static int op_user_add(struct pg_backend *pg, void *arg, int retry)
-{
-    struct user_args *a = arg;
-    const char *args[] = { a->user, a->sha1, a->sha256 };
-    PGresult *res;
-    int rc = query(pg, "user_add",
-                   "INSERT INTO users (user_id, cred_sha1, cred_sha256) VALUES ($1, $2, $3)"
-                   " ON CONFLICT (user_id) DO NOTHING",
-                   3, args, PGRES_COMMAND_OK, &res);
-    if (rc < 0)
-        return rc;
-    rc = strcmp(PQcmdTuples(res), "0") == 0 ? BACKEND_ERR_CONFLICT : BACKEND_OK;
-    PQclear(res);
-    if (rc == BACKEND_ERR_CONFLICT && retry) {
-        /* The first attempt may have committed before the connection
-         * dropped. Salts are random, so a row holding exactly these
-         * credentials is that insert, not somebody else's account. */
-        char *s1 = NULL, *s256 = NULL;
-        struct user_args get = { .user = a->user, .out_sha1 = &s1, .out_sha256 = &s256 };
-        if (op_cred_get(pg, &get, 0) == BACKEND_OK && strcmp(s1, a->sha1) == 0 && strcmp(s256, a->sha256) == 0)
-            rc = BACKEND_OK;
-        free(s1);
-        free(s256);
-    }
-    return rc;
-}
-
-static int op_user_del(struct pg_backend *pg, void *arg, int retry)
-{
-    struct user_args *a = arg;
-    const char *args[] = { a->user };
-    PGresult *res;
-    int rc;
-
-    /* One statement, so one implicit transaction: the data-modifying CTEs
-     * run whether or not the user row exists. A retry after a lost
-     * connection may find the row already gone and say not-found; the
-     * account is gone either way. */
-    (void)retry;
-    rc = query(pg, "user_del",
-               "WITH g AS (DELETE FROM roster_groups WHERE user_id = $1),"
-               " i AS (DELETE FROM roster_items WHERE user_id = $1)"
-               " DELETE FROM users WHERE user_id = $1",
-               1, args, PGRES_COMMAND_OK, &res);
-    if (rc < 0)
-        return rc;
-    rc = strcmp(PQcmdTuples(res), "0") == 0 ? BACKEND_ERR_NOT_FOUND : BACKEND_OK;
-    PQclear(res);
-    return rc;
-}
-
-static int op_user_list(struct pg_backend *pg, void *arg, int retry)
-{
-    struct user_args *a = arg;
-    PGresult *res;
-    int rc;
-
-    (void)retry;   /* nothing is appended before the query succeeds */
-    /* COLLATE "C": byte order, the same as SQLite's, whatever the
-     * database's locale. */
-    rc = query(pg, "user_list", "SELECT user_id FROM users ORDER BY user_id COLLATE \"C\"", 0, NULL,
-               PGRES_TUPLES_OK, &res);
-    if (rc < 0)
-        return rc;
-    for (int i = 0; i < PQntuples(res); i++) {
-        buf_append_str(a->list, PQgetvalue(res, i, 0));
-        buf_append(a->list, "\n", 1);
-    }
-    PQclear(res);
-    return BACKEND_OK;
-}
-
-static const char *value(PGresult *res, int row, int col)
+const char *pg_value(PGresult *res, int row, int col)
 {
     return PQgetisnull(res, row, col) ? NULL : PQgetvalue(res, row, col);
 }
 
-static int op_roster_get(struct pg_backend *pg, void *arg, int retry)
+int64_t pg_int(PGresult *res, int row, int col)
 {
-    struct user_args *a = arg;
-    const char *args[] = { a->user };
-    PGresult *res;
-    int rc;
-
-    (void)retry;   /* nothing is added to the roster before the query succeeds */
-    /* One query: the LEFT JOIN keeps contacts without groups, and ordering
-     * by jid keeps each contact's group rows together. */
-    rc = query(pg, "roster_get",
-               "SELECT i.jid, i.name, i.subscription, i.ask, g.grp"
-               " FROM roster_items i LEFT JOIN roster_groups g"
-               "   ON g.user_id = i.user_id AND g.jid = i.jid"
-               " WHERE i.user_id = $1 ORDER BY i.jid COLLATE \"C\", g.grp COLLATE \"C\"",
-               1, args, PGRES_TUPLES_OK, &res);
-    if (rc < 0)
-        return rc;
-    for (int i = 0; i < PQntuples(res); i++) {
-        struct roster *r = a->roster;
-        struct roster_item *it = r->nitems ? &r->items[r->nitems - 1] : NULL;
-        if (!it || strcmp(it->jid, PQgetvalue(res, i, 0)) != 0)
-            it = backend_roster_add(r, PQgetvalue(res, i, 0), value(res, i, 1), value(res, i, 2), value(res, i, 3));
-        if (value(res, i, 4))
-            backend_roster_add_group(it, value(res, i, 4));
-    }
-    PQclear(res);
-    return BACKEND_OK;
-}
-
-static int pg_user_add(struct backend *b, const char *user, const char *cred_sha1, const char *cred_sha256)
-{
-    struct user_args a = { .user = user, .sha1 = cred_sha1, .sha256 = cred_sha256 };
-    return run(from_base(b), op_user_add, &a);
-}
-
-static int pg_user_del(struct backend *b, const char *user)
-{
-    struct user_args a = { .user = user };
-    return run(from_base(b), op_user_del, &a);
-}
-
-static int pg_user_list(struct backend *b, struct buf *out)
-{
-    struct user_args a = { .list = out };
-    return run(from_base(b), op_user_list, &a);
-}
-
-static int pg_cred_get(struct backend *b, const char *user, char **sha1, char **sha256)
-{
-    struct user_args a = { .user = user, .out_sha1 = sha1, .out_sha256 = sha256 };
-    *sha1 = *sha256 = NULL;
-    return run(from_base(b), op_cred_get, &a);
-}
-
-static int pg_roster_get(struct backend *b, const char *user, struct roster *r)
-{
-    struct user_args a = { .user = user, .roster = r };
-    return run(from_base(b), op_roster_get, &a);
+    return PQgetisnull(res, row, col) ? 0 : strtoll(PQgetvalue(res, row, col), NULL, 10);
 }
 
 const struct backend_ops backend_pg = {
@@ -463,4 +301,9 @@ const struct backend_ops backend_pg = {
     .user_list = pg_user_list,
     .cred_get = pg_cred_get,
     .roster_get = pg_roster_get,
+    .write = pg_write,
+    .last_get = pg_last_get,
+    .offline_get = pg_offline_get,
+    .archive_query = pg_archive_query,
+    .archive_purge = pg_archive_purge,
 };

@@ -10,15 +10,22 @@
  *
  * Jobs run synchronously inside the read callback: a worker is a separate
  * process precisely so that it may block on the database. The heartbeat
- * timer cannot fire during a job, so after each job we send a heartbeat
+ * timer cannot fire during a job, so after each batch we send a heartbeat
  * ourselves if one is due: a long queue of jobs must not make the router
  * think we died.
+ *
+ * Batching: evzmq calls us once per queued message. An OP_JOB is not run
+ * at once but kept, and the kept jobs run together (batch.c) as soon as the
+ * socket has nothing more queued or WORKER_BATCH_MAX are kept. A lone job
+ * thus runs immediately, while a burst that queued up during the previous
+ * batch becomes one transaction. evzmq's own check and ours read the same
+ * ZMQ_EVENTS, so kept jobs never wait for a message that is not there.
  */
 #include "worker.h"
 #include "backend.h"
+#include "batch.h"
 #include "config.h"
 #include "envelope.h"
-#include "jobs.h"
 #include "log.h"
 
 #include <errno.h>
@@ -67,7 +74,7 @@ static void on_heartbeat(struct ev_loop *loop, ev_timer *w, int revents)
     send_beat(w->data);
 }
 
-/* After a job: the loop's clock is stale and the timer may be overdue. */
+/* After a batch: the loop's clock is stale and the timer may be overdue. */
 static void beat_if_due(struct storage *st)
 {
     ev_now_update(st->loop);
@@ -75,9 +82,39 @@ static void beat_if_due(struct storage *st)
         send_beat(st);
 }
 
-static void on_router(struct evzmq *z)
+static void on_result(void *ctx, struct envelope *res)
 {
-    struct storage *st = z->data;
+    send_env(ctx, res);
+}
+
+static int has_input(void *sock)
+{
+    int events = 0;
+    size_t sz = sizeof(events);
+    if (zmq_getsockopt(sock, ZMQ_EVENTS, &events, &sz) < 0)
+        return 0;
+    return events & ZMQ_POLLIN;
+}
+
+/* Runs and empties the kept jobs. */
+static void flush(struct storage *st)
+{
+    size_t n = st->nbatch;
+
+    if (n == 0)
+        return;
+    batch_run(st->backend, st->batch, n, on_result, st);
+    for (size_t i = 0; i < n; i++)
+        envelope_free(st->batch[i]);
+    st->nbatch = 0;
+    beat_if_due(st);
+    /* The batch may have taken long; what we read just before it counts
+     * as heard "now" so the silence check starts from the batch's end. */
+    st->last_heard = ev_now(st->loop);
+}
+
+static void on_message(struct storage *st)
+{
     struct envelope *e;
     int rc = envelope_recv(st->sock, NULL, &e);
 
@@ -103,17 +140,22 @@ static void on_router(struct evzmq *z)
         send_hello(st);
         break;
     case OP_JOB:
-        send_env(st, jobs_run(st->backend, e));
-        beat_if_due(st);
-        /* The job may have taken long; what we read just before it counts
-         * as heard "now" so the silence check starts from the job's end. */
-        st->last_heard = ev_now(st->loop);
-        break;
+        st->batch[st->nbatch++] = e;
+        return;
     default:
         log_warn("router: unexpected %s; dropped", envelope_op_name(e->op));
         break;
     }
     envelope_free(e);
+}
+
+static void on_router(struct evzmq *z)
+{
+    struct storage *st = z->data;
+
+    on_message(st);
+    if (st->nbatch == WORKER_BATCH_MAX || (st->nbatch > 0 && !has_input(st->sock)))
+        flush(st);
 }
 
 static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
@@ -166,6 +208,9 @@ void worker_close(struct storage *st)
 {
     if (!st->zctx)
         return;
+    /* Jobs read but not run (a signal came between two reads): their
+     * results can still go out; the router would otherwise re-dispatch. */
+    flush(st);
     ev_timer_stop(st->loop, &st->heartbeat);
     ev_signal_stop(st->loop, &st->sigterm);
     ev_signal_stop(st->loop, &st->sigint);

@@ -1,7 +1,7 @@
 /*
  * The storage worker's link to the router: one DEALER socket on the libev
  * loop, the HELLO/HEARTBEAT liveness protocol of envelope.h, and jobs run
- * one at a time, blocking, between heartbeats.
+ * in batches (batch.h), blocking, between heartbeats.
  */
 #ifndef PARLEY_STORAGE_WORKER_H
 #define PARLEY_STORAGE_WORKER_H
@@ -12,6 +12,10 @@
 
 struct backend;
 struct config;
+struct envelope;
+
+/* Jobs read from the socket in one wakeup before they run (batch.h). */
+#define WORKER_BATCH_MAX 256
 
 /* The process's state, made in main.c (STYLE.md "Ownership and lifecycle"). */
 struct storage {
@@ -27,6 +31,8 @@ struct storage {
     ev_tstamp last_heard;          /* when the router last sent anything */
     ev_tstamp last_beat;           /* when we last sent HELLO or HEARTBEAT */
     int router_lost;               /* warned once that the router went quiet */
+    struct envelope *batch[WORKER_BATCH_MAX];  /* OP_JOBs read, not yet run; owned */
+    size_t nbatch;
 };
 
 /* Connects to the router and sends HELLO. st->conf, name and backend must be
@@ -34,7 +40,8 @@ struct storage {
 int worker_open(struct storage *st);
 /* Runs the loop until SIGTERM or SIGINT. */
 void worker_run(struct storage *st);
-/* Closes the socket and the ZeroMQ context; the backend stays open. */
+/* Runs the jobs already read, then closes the socket and the ZeroMQ
+ * context; the backend stays open. */
 void worker_close(struct storage *st);
 
 #endif

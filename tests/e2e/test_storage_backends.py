@@ -1,12 +1,14 @@
 """
 parley-storage against each backend, with this test playing the router.
 
-One real worker process per test (two for the start-up race), its DEALER
-connected to a ZeroMQ ROUTER socket owned by the test, so every job and
-every liveness message is checked on the wire exactly as envelope.h
-describes it: SQLite in a temp dir, PostgreSQL in a fresh database of the
-session's private server (conftest.py's pg_database). Every worker is
-stopped by its PID (SIGTERM, then SIGKILL) within a fixed time.
+One real worker process per test (two for the start-up race and the shared
+quota), its DEALER connected to a ZeroMQ ROUTER socket owned by the test,
+so every job and every liveness message is checked on the wire exactly as
+envelope.h describes it: SQLite in a temp dir, PostgreSQL in a fresh
+database of the session's private server (conftest.py's pg_database). Every worker is
+stopped by its PID (SIGTERM, then SIGKILL) within a fixed time. Batching
+is tested by pausing the worker (SIGSTOP by PID) while a burst of jobs
+queues up on its socket, and by the debug line it logs per transaction.
 """
 import base64
 import json
@@ -30,7 +32,7 @@ TIMEOUT = 10          # seconds for any one answer
 STOP_TIMEOUT = 5
 HEARTBEAT_MS = 100
 PEER_TIMEOUT_MS = 500
-MIGRATIONS = 2        # files in storage/migrations for each backend
+MIGRATIONS = 6        # files in storage/migrations for each backend
 
 BACKENDS = ["sqlite", "postgresql"]
 
@@ -135,11 +137,11 @@ class FakeRouter:
             if msg[1]["op"] == op and (peer is None or msg[0] == peer):
                 return msg
 
-    def job(self, peer, what, **fields):
+    def job(self, peer, what, payload=None, **fields):
         """Sends one OP_JOB and returns (header, payload) of its result."""
         self._seq += 1
         job_id = f"t{self._seq}"
-        self.send(peer, {"op": "job", "what": what, "job": job_id, **fields})
+        self.send(peer, {"op": "job", "what": what, "job": job_id, **fields}, payload)
         deadline = time.monotonic() + TIMEOUT
         while time.monotonic() < deadline:
             msg = self.recv(deadline - time.monotonic())
@@ -148,6 +150,31 @@ class FakeRouter:
                 assert msg[1]["job"] == job_id, f"result for another job: {msg[1]}"
                 return msg[1], msg[2]
         pytest.fail(f"no job_result for {what} {fields} within {TIMEOUT} s")
+
+
+    def send_jobs(self, peer, jobs):
+        """Sends every (what, payload, fields) of jobs at once; returns their ids."""
+        ids = []
+        for what, payload, fields in jobs:
+            self._seq += 1
+            ids.append(f"t{self._seq}")
+            self.send(peer, {"op": "job", "what": what, "job": ids[-1], **fields}, payload)
+        return ids
+
+    def results(self, peer, ids, timeout=30):
+        """The (header, payload) results of the jobs ids, asserting they
+        arrive in the order the jobs were sent."""
+        out = []
+        deadline = time.monotonic() + timeout
+        while len(out) < len(ids):
+            msg = self.recv(max(deadline - time.monotonic(), 0))
+            if msg is None:
+                pytest.fail(f"{len(out)} of {len(ids)} results within {timeout} s")
+            if msg[1]["op"] == "job_result":
+                assert msg[0] == peer
+                assert msg[1]["job"] == ids[len(out)], f"result {msg[1]} out of order"
+                out.append((msg[1], msg[2]))
+        return out
 
 
 class Store:
@@ -228,15 +255,16 @@ def test_migrations_apply_once(env):
     # A first start applies every migration in order; a restart applies none.
     w = env.worker()
     suffix = "sqlite" if env.store.backend == "sqlite" else "pg"
-    assert applied_lines(w.log()) == [("1", f"001_users.{suffix}.sql"), ("2", "002_roster.sql")]
+    expected = [("1", f"001_users.{suffix}.sql"), ("2", "002_roster.sql"), ("3", "003_roster_pending.sql"),
+                ("4", "004_last_activity.sql"), ("5", f"005_offline.{suffix}.sql"), ("6", f"006_archive.{suffix}.sql")]
+    assert applied_lines(w.log()) == expected
     assert w.stop() == 0
     first_len = len(w.log())
     w.start()
     env.router.wait_op("hello", peer="storage-1")
-    w.wait_log(r"schema at version 2 \(0 migrations applied now\)")
+    w.wait_log(r"schema at version 6 \(0 migrations applied now\)")
     assert applied_lines(w.log()[first_len:]) == []
-    assert env.store.sql("SELECT version, name FROM schema_migrations ORDER BY version") == [
-        ("1", f"001_users.{suffix}.sql"), ("2", "002_roster.sql")]
+    assert env.store.sql("SELECT version, name FROM schema_migrations ORDER BY version") == expected
 
 
 def test_two_workers_starting_together(env):
@@ -247,7 +275,8 @@ def test_two_workers_starting_together(env):
     while peers != {"storage-a", "storage-b"}:
         peers.add(env.router.wait_op("hello")[0])
     assert len(applied_lines(a.log()) + applied_lines(b.log())) == MIGRATIONS
-    assert [r[0] for r in env.store.sql("SELECT version FROM schema_migrations ORDER BY version")] == ["1", "2"]
+    assert [r[0] for r in env.store.sql("SELECT version FROM schema_migrations ORDER BY version")] == [
+        "1", "2", "3", "4", "5", "6"]
     # Both serve jobs.
     for peer in ("storage-a", "storage-b"):
         hdr, payload = env.router.job(peer, "user_list")
@@ -318,7 +347,7 @@ def test_roster_get_empty(env):
     for user in ("dave@example.org", "ghost@example.org"):
         hdr, payload = env.router.job("storage-1", "roster_get", user=user, conn=3)
         assert "error" not in hdr and hdr["conn"] == 3
-        assert payload == "<query xmlns='jabber:iq:roster'/>"
+        assert payload == "<query xmlns='jabber:iq:roster' ver='0'/>"
 
 
 def test_roster_get_reads_tables_and_user_del_clears_them(env):
@@ -336,7 +365,7 @@ def test_roster_get_reads_tables_and_user_del_clears_them(env):
                   "('other@example.org', 'x@example.org', 'G')")
     hdr, payload = env.router.job("storage-1", "roster_get", user="erin@example.org")
     assert "error" not in hdr, hdr
-    assert payload == ("<query xmlns='jabber:iq:roster'>"
+    assert payload == ("<query xmlns='jabber:iq:roster' ver='0'>"
                        "<item jid='amy@example.org' subscription='none' ask='subscribe'/>"
                        "<item jid='frank@example.org' name='Frank &lt;&amp;&gt; &apos;F&apos;' subscription='both'>"
                        "<group>Friends</group><group>Work &amp; Play</group></item>"
@@ -369,10 +398,522 @@ def test_user_add_bad_request(env, fields):
 def test_unknown_job_kind_is_bad_request(env):
     # A job kind the worker does not know is answered, with bad-request.
     env.worker()
-    hdr, _ = env.router.job("storage-1", "offline_put", user="x@example.org", conn=9)
+    hdr, _ = env.router.job("storage-1", "drop_tables", user="x@example.org", conn=9)
     assert hdr["error"] == "bad-request" and hdr["conn"] == 9 and hdr["user"] == "x@example.org"
     # ... and the worker carries on.
     assert "error" not in env.router.job("storage-1", "user_list")[0]
+
+
+# ---------------------------------------------------------------------------
+# Roster writes, pending requests, last activity, offline messages, archive
+
+W = "storage-1"
+NS_R = "jabber:iq:roster"
+
+
+def ok(env, what, payload=None, **fields):
+    """Runs one job that must succeed; returns (header, payload)."""
+    hdr, out = env.router.job(W, what, payload, **fields)
+    assert "error" not in hdr, (what, fields, hdr)
+    return hdr, out
+
+
+def new_user(env, user):
+    ok(env, "user_add", user=user, **creds())
+
+
+def item(jid, sub=None, name=None, ask=None, groups=(), extra=""):
+    attrs = f" jid='{jid}'" + (f" subscription='{sub}'" if sub else "") + (f" name='{name}'" if name else "") \
+        + (f" ask='{ask}'" if ask else "")
+    body = "".join(f"<group>{g}</group>" for g in groups)
+    return f"<item xmlns='{NS_R}'{attrs}{extra}>{body}</item>"
+
+
+def msg(n, to="carl@example.org"):
+    return f"<message to='{to}' type='chat' id='m{n}'><body>hello {n} &amp; bye</body></message>"
+
+
+def test_roster_put_del_and_pending_round_trip(env):
+    # roster_put stores an item with its groups and sets the version;
+    # a second put replaces it; pending requests follow the items; roster_del
+    # removes an item and its groups; every write moves ver.
+    env.worker()
+    new_user(env, "rita@example.org")
+    u = {"user": "rita@example.org"}
+    ok(env, "roster_put", item("zoe@example.org", "both", "Zoë &lt;Z>", groups=["Work", "A&amp;B"]), ver="1", **u)
+    ok(env, "roster_put", item("adam@example.org", ask="subscribe"), ver="2", **u)
+    ok(env, "pending_put", jid="eve@example.org", **u)
+    ok(env, "pending_put", jid="bob@example.org", **u)
+    ok(env, "pending_put", jid="bob@example.org", **u)                   # a repeat changes nothing
+    _, payload = ok(env, "roster_get", **u)
+    assert payload == (f"<query xmlns='{NS_R}' ver='2'>"
+                       "<item jid='adam@example.org' subscription='none' ask='subscribe'/>"
+                       "<item jid='zoe@example.org' name='Zoë &lt;Z&gt;' subscription='both'>"
+                       "<group>A&amp;B</group><group>Work</group></item>"
+                       "<pending xmlns='urn:parley:internal' jid='bob@example.org'/>"
+                       "<pending xmlns='urn:parley:internal' jid='eve@example.org'/>"
+                       "</query>")
+    # Replace: new name and groups, subscription changes, one group kept.
+    ok(env, "roster_put", item("zoe@example.org", "to", groups=["Work", "Home"]), ver="3", **u)
+    ok(env, "pending_del", jid="eve@example.org", **u)
+    ok(env, "pending_del", jid="nobody@example.org", **u)                # absent: still fine
+    ok(env, "roster_del", jid="adam@example.org", ver="4", **u)
+    _, payload = ok(env, "roster_get", **u)
+    assert payload == (f"<query xmlns='{NS_R}' ver='4'>"
+                       "<item jid='zoe@example.org' subscription='to'><group>Home</group><group>Work</group></item>"
+                       "<pending xmlns='urn:parley:internal' jid='bob@example.org'/>"
+                       "</query>")
+    assert env.store.sql("SELECT roster_ver FROM users WHERE user_id = 'rita@example.org'") == [("4",)]
+    ok(env, "roster_del", jid="zoe@example.org", ver="5", **u)
+    assert env.store.sql("SELECT count(*) FROM roster_groups") == [("0",)]
+    _, payload = ok(env, "roster_get", **u)
+    assert payload == (f"<query xmlns='{NS_R}' ver='5'>"
+                       "<pending xmlns='urn:parley:internal' jid='bob@example.org'/></query>")
+
+
+def test_roster_writes_for_unknown_user_are_not_found(env):
+    # Writes that store something for an account that does not exist answer
+    # not-found and store nothing; idempotent deletes succeed.
+    env.worker()
+    u = {"user": "ghost@example.org"}
+    for what, payload, fields in [
+            ("roster_put", item("a@example.org"), {"ver": "1"}),
+            ("roster_del", None, {"jid": "a@example.org", "ver": "1"}),
+            ("pending_put", None, {"jid": "a@example.org"}),
+            ("last_set", None, {"since": 5}),
+            ("offline_put", msg(1), {"id": "o1", "stamp": 1, "limit": 10}),
+            ("archive_put", msg(1), {"id": "a1", "jid": "a@example.org", "stamp": 1, "text": "in"})]:
+        hdr, _ = env.router.job(W, what, payload, **u, **fields)
+        assert hdr["error"] == "not-found", (what, hdr)
+    ok(env, "pending_del", jid="a@example.org", **u)
+    ok(env, "offline_del", "o1\n", **u)
+    for table in ("roster_items", "roster_groups", "roster_pending", "last_activity", "offline_messages", "archive"):
+        assert env.store.sql(f"SELECT count(*) FROM {table}") == [("0",)], table
+
+
+@pytest.mark.parametrize("payload,fields", [
+    (item("bob@example.org/phone"), {}),                              # full JID
+    (item("Bob@example.org"), {}),                                    # not normalized
+    (item(""), {}),                                                   # empty jid
+    ("<item xmlns='jabber:iq:roster' subscription='both'/>", {}),     # no jid
+    (item("bob@example.org", "remove"), {}),
+    (item("bob@example.org", "bogus"), {}),
+    (item("bob@example.org", ask="unsubscribe"), {}),
+    (item("bob@example.org", name="n" * 1024), {}),
+    (item("bob@example.org", groups=[""]), {}),
+    (item("bob@example.org", groups=["g" * 1024]), {}),
+    (item("bob@example.org", groups=[f"g{i}" for i in range(1001)]), {}),
+    (item("bob@example.org", groups=["Same", "Same"]), {}),
+    ("<item jid='bob@example.org'/>", {}),                            # jabber:client, not jabber:iq:roster
+    ("<query xmlns='jabber:iq:roster'/>", {}),
+    ("<item xmlns='jabber:iq:roster' jid='bob@example.org'", {}),     # malformed
+    (None, {}),                                                       # no payload
+    (item("bob@example.org"), {"ver": None}),                         # no ver
+    (item("bob@example.org"), {"ver": "x1"}),
+    (item("bob@example.org"), {"ver": "-1"}),
+], ids=["full-jid", "not-normalized", "empty-jid", "no-jid", "sub-remove", "sub-bogus", "ask-unsubscribe",
+        "name-1024", "group-empty", "group-1024", "groups-1001", "group-twice", "wrong-ns", "wrong-element",
+        "malformed", "no-payload", "no-ver", "ver-text", "ver-negative"])
+def test_roster_put_bad_request(env, payload, fields):
+    # roster_put refuses items a client could not be shown, and stores nothing.
+    env.worker()
+    new_user(env, "rob@example.org")
+    args = {"ver": "7", **fields}
+    args = {k: v for k, v in args.items() if v is not None}
+    hdr, _ = env.router.job(W, "roster_put", payload, user="rob@example.org", **args)
+    assert hdr["error"] == "bad-request", hdr
+    assert env.store.sql("SELECT count(*) FROM roster_items") == [("0",)]
+    assert env.store.sql("SELECT roster_ver FROM users") == [("0",)]
+
+
+def test_roster_put_limits_are_inclusive(env):
+    # A 1023-byte name and group and 1000 groups are accepted.
+    env.worker()
+    new_user(env, "rob@example.org")
+    groups = ["g" * 1023] + [f"g{i:04d}" for i in range(999)]
+    ok(env, "roster_put", item("bob@example.org", name="n" * 1023, groups=groups), user="rob@example.org", ver="1")
+    assert env.store.sql("SELECT count(*) FROM roster_groups") == [("1000",)]
+    _, payload = ok(env, "roster_get", user="rob@example.org")
+    assert payload.count("<group>") == 1000 and "n" * 1023 in payload
+
+
+def test_last_set_and_get(env):
+    # last_get is not-found until last_set; the last last_set wins; the
+    # status text is optional.
+    env.worker()
+    new_user(env, "lena@example.org")
+    u = {"user": "lena@example.org"}
+    assert env.router.job(W, "last_get", **u)[0]["error"] == "not-found"
+    ok(env, "last_set", since=1700000000, text="Gone fishing <3", **u)
+    hdr, _ = ok(env, "last_get", **u)
+    assert hdr["since"] == 1700000000 and hdr["text"] == "Gone fishing <3"
+    ok(env, "last_set", since=1700000100, **u)
+    hdr, _ = ok(env, "last_get", **u)
+    assert hdr["since"] == 1700000100 and "text" not in hdr
+    assert env.router.job(W, "last_set", **u)[0]["error"] == "bad-request"            # no since
+    assert env.router.job(W, "last_set", since=-1, **u)[0]["error"] == "bad-request"
+
+
+def test_offline_put_get_del(env):
+    # offline_get returns messages oldest first by (stamp, id), whatever the
+    # order they were put in; offline_del deletes the ids listed one per line.
+    env.worker()
+    new_user(env, "olga@example.org")
+    u = {"user": "olga@example.org", "limit": 100}
+    assert ok(env, "offline_get", user="olga@example.org")[1] == "<messages/>"
+    ok(env, "offline_put", msg(3), id="c", stamp=300, **u)
+    ok(env, "offline_put", msg(1), id="b", stamp=100, **u)
+    ok(env, "offline_put", msg(2), id="a", stamp=100, **u)                 # same stamp: id decides
+    _, payload = ok(env, "offline_get", user="olga@example.org")
+    assert payload == ("<messages>"
+                       f"<msg id='a' stamp='100'>{msg(2)}</msg>"
+                       f"<msg id='b' stamp='100'>{msg(1)}</msg>"
+                       f"<msg id='c' stamp='300'>{msg(3)}</msg>"
+                       "</messages>")
+    ok(env, "offline_del", "a\nc\nunknown\n", user="olga@example.org")
+    _, payload = ok(env, "offline_get", user="olga@example.org")
+    assert payload == f"<messages><msg id='b' stamp='100'>{msg(1)}</msg></messages>"
+    # Another user's store is separate.
+    assert ok(env, "offline_get", user="ghost@example.org")[1] == "<messages/>"
+
+
+def test_offline_put_quota_and_repeats(env):
+    # With limit messages stored the next put is resource-constraint; a
+    # repeated id is a no-op success, even when the store is full.
+    env.worker()
+    new_user(env, "quinn@example.org")
+    u = {"user": "quinn@example.org", "limit": 3}
+    for i in range(3):
+        ok(env, "offline_put", msg(i), id=f"q{i}", stamp=10 + i, **u)
+    hdr, _ = env.router.job(W, "offline_put", msg(9), id="q9", stamp=99, **u)
+    assert hdr["error"] == "resource-constraint"
+    hdr, _ = ok(env, "offline_put", msg(0), id="q0", stamp=10, **u)             # repeat when full
+    hdr, _ = ok(env, "offline_put", "<message><body>other</body></message>", id="q1", stamp=5, **u)
+    assert env.store.sql("SELECT id, stamp FROM offline_messages ORDER BY id") == [
+        ("q0", "10"), ("q1", "11"), ("q2", "12")]                               # the first put stays
+    assert "other" not in ok(env, "offline_get", user="quinn@example.org")[1]
+    ok(env, "offline_del", "q1", user="quinn@example.org")
+    ok(env, "offline_put", msg(9), id="q9", stamp=99, **u)                      # room again
+    hdr, _ = env.router.job(W, "offline_put", msg(8), id="q8", stamp=98, user="quinn@example.org", limit=0)
+    assert hdr["error"] == "resource-constraint"
+
+
+@pytest.mark.parametrize("payload,fields", [
+    (msg(1), {"id": None}),
+    (msg(1), {"id": ""}),
+    (msg(1), {"id": "a\nb"}),
+    (msg(1), {"id": "x" * 1024}),
+    (msg(1), {"stamp": None}),
+    (msg(1), {"stamp": -5}),
+    (msg(1), {"limit": None}),
+    (None, {}),
+    ("<message><body>unclosed</message>", {}),
+    ("<message/><message/>", {}),
+], ids=["no-id", "empty-id", "newline-id", "long-id", "no-stamp", "negative-stamp", "no-limit", "no-payload",
+        "malformed", "two-elements"])
+def test_offline_put_bad_request(env, payload, fields):
+    # A malformed offline_put is bad-request and stores nothing.
+    env.worker()
+    new_user(env, "olga@example.org")
+    args = {"id": "o1", "stamp": 1, "limit": 10, **fields}
+    args = {k: v for k, v in args.items() if v is not None}
+    hdr, _ = env.router.job(W, "offline_put", payload, user="olga@example.org", **args)
+    assert hdr["error"] == "bad-request", hdr
+    assert env.store.sql("SELECT count(*) FROM offline_messages") == [("0",)]
+
+
+def archive_fill(env, user="ada@example.org", n=10):
+    """n entries a0..a(n-1), stamps 1000, 1010, ...; odd ones with bob, even with cat."""
+    new_user(env, user)
+    for i in range(n):
+        peer = "bob@example.org" if i % 2 else "cat@example.org"
+        ok(env, "archive_put", msg(i, peer), user=user, id=f"a{i:02d}", jid=peer, stamp=1000 + 10 * i,
+           text="in" if i % 3 else "out")
+
+
+def query(env, user="ada@example.org", **attrs):
+    """archive_query with <q/> attributes; returns (header, [ids], complete, count)."""
+    q = "<q" + "".join(f" {k}='{v}'" for k, v in attrs.items()) + "/>"
+    hdr, payload = env.router.job(W, "archive_query", q, user=user)
+    if "error" in hdr:
+        return hdr, None, None, None
+    head = re.match(r"<results complete='([01])' count='(\d+)'", payload)
+    assert head, payload
+    return hdr, re.findall(r"<r id='([^']*)'", payload), head.group(1) == "1", int(head.group(2))
+
+
+def test_archive_put_and_query_payload(env):
+    # archive_query returns each entry with id, stamp, peer, direction and
+    # the message verbatim; a repeated id is a no-op.
+    env.worker()
+    new_user(env, "ada@example.org")
+    ok(env, "archive_put", msg(1), user="ada@example.org", id="x1", jid="bob@example.org", stamp=5, text="out")
+    ok(env, "archive_put", msg(2), user="ada@example.org", id="x1", jid="cat@example.org", stamp=6, text="in")
+    hdr, payload = ok(env, "archive_query", "<q/>", user="ada@example.org")
+    assert payload == ("<results complete='1' count='1'>"
+                       f"<r id='x1' stamp='5' jid='bob@example.org' dir='out'>{msg(1)}</r></results>")
+    assert ok(env, "archive_query", "<q/>", user="nobody@example.org")[1] == "<results complete='1' count='0'/>"
+    for fields in ({"text": "sideways"}, {"jid": "Bob@example.org"}, {"jid": None}, {"stamp": None}):
+        args = {"id": "x2", "jid": "bob@example.org", "stamp": 7, "text": "in", **fields}
+        args = {k: v for k, v in args.items() if v is not None}
+        assert env.router.job(W, "archive_put", msg(3), user="ada@example.org", **args)[0]["error"] == "bad-request"
+
+
+def test_archive_paging_forward(env):
+    # Forward paging with after: pages of max in time order, complete='1'
+    # only on the page that reaches the newest entry; count ignores paging.
+    env.worker()
+    archive_fill(env)
+    _, ids, complete, count = query(env, max=4)
+    assert ids == ["a00", "a01", "a02", "a03"] and not complete and count == 10
+    _, ids, complete, count = query(env, max=4, after="a03")
+    assert ids == ["a04", "a05", "a06", "a07"] and not complete and count == 10
+    _, ids, complete, _ = query(env, max=4, after="a07")
+    assert ids == ["a08", "a09"] and complete
+    _, ids, complete, _ = query(env, max=2, after="a07")
+    assert ids == ["a08", "a09"] and complete                # exactly reaches the end
+    _, ids, complete, _ = query(env, max=4, after="a09")
+    assert ids == [] and complete
+    _, ids, complete, count = query(env)                     # no max: everything
+    assert len(ids) == 10 and complete and count == 10
+
+
+def test_archive_paging_backward(env):
+    # Backward paging with before: the last max entries before it, in time
+    # order; before='' is the last page; complete='1' at the oldest entry.
+    env.worker()
+    archive_fill(env)
+    _, ids, complete, count = query(env, max=4, before="")
+    assert ids == ["a06", "a07", "a08", "a09"] and not complete and count == 10
+    _, ids, complete, _ = query(env, max=4, before="a06")
+    assert ids == ["a02", "a03", "a04", "a05"] and not complete
+    _, ids, complete, _ = query(env, max=4, before="a02")
+    assert ids == ["a00", "a01"] and complete
+    _, ids, complete, _ = query(env, max=3, before="a08", after="a02")
+    assert ids == ["a05", "a06", "a07"] and not complete
+    _, ids, complete, _ = query(env, max=5, before="a08", after="a02")
+    assert ids == ["a03", "a04", "a05", "a06", "a07"] and complete
+    _, ids, complete, count = query(env, max=0, before="")
+    assert ids == [] and not complete and count == 10
+
+
+def test_archive_filters(env):
+    # with, start and end filter both the page and the count; unknown
+    # after/before ids are not-found; bad filters are bad-request.
+    env.worker()
+    archive_fill(env)
+    _, ids, complete, count = query(env, **{"with": "bob@example.org", "max": 3})
+    assert ids == ["a01", "a03", "a05"] and not complete and count == 5
+    _, ids, complete, count = query(env, **{"with": "bob@example.org", "after": "a05"})
+    assert ids == ["a07", "a09"] and complete and count == 5
+    _, ids, complete, count = query(env, start=1020, end=1050)            # inclusive
+    assert ids == ["a02", "a03", "a04", "a05"] and complete and count == 4
+    _, ids, complete, count = query(env, **{"with": "cat@example.org", "start": 1020, "end": 1050, "before": ""})
+    assert ids == ["a02", "a04"] and complete and count == 2
+    _, ids, _, count = query(env, start=5000)
+    assert ids == [] and count == 0
+    assert query(env, after="nope")[0]["error"] == "not-found"
+    assert query(env, before="nope")[0]["error"] == "not-found"
+    assert query(env, user="bea@example.org", after="a01")[0]["error"] == "not-found"   # another user's id
+    for attrs in ({"with": "Bob@example.org"}, {"with": "bob@example.org/pda"}, {"start": "yesterday"},
+                  {"max": "-1"}, {"end": "1e9"}):
+        assert query(env, **attrs)[0]["error"] == "bad-request", attrs
+    hdr, _ = env.router.job(W, "archive_query", "<query/>", user="ada@example.org")
+    assert hdr["error"] == "bad-request"
+
+
+def test_archive_purge(env):
+    # archive_purge deletes the entries of every user older than stamp and
+    # says how many.
+    env.worker()
+    archive_fill(env, "ada@example.org", 6)
+    archive_fill(env, "bea@example.org", 4)
+    hdr, _ = ok(env, "archive_purge", stamp=1030)
+    assert hdr["text"] == "6"                                  # a00..a02 of each
+    assert env.store.sql("SELECT user_id, id FROM archive ORDER BY user_id, id") == [
+        ("ada@example.org", "a03"), ("ada@example.org", "a04"), ("ada@example.org", "a05"),
+        ("bea@example.org", "a03")]
+    assert ok(env, "archive_purge", stamp=1030)[0]["text"] == "0"
+    assert env.router.job(W, "archive_purge")[0]["error"] == "bad-request"
+
+
+def test_user_del_deletes_every_row(env):
+    # user_del deletes the user's rows in every table and no one else's.
+    env.worker()
+    for user in ("dora@example.org", "other@example.org"):
+        new_user(env, user)
+        ok(env, "roster_put", item("x@example.org", groups=["G"]), user=user, ver="1")
+        ok(env, "pending_put", jid="y@example.org", user=user)
+        ok(env, "last_set", since=1, user=user)
+        ok(env, "offline_put", msg(1), id="o1", stamp=1, limit=10, user=user)
+        ok(env, "archive_put", msg(1), id="a1", jid="x@example.org", stamp=1, text="in", user=user)
+    ok(env, "user_del", user="dora@example.org")
+    for table in ("users", "roster_items", "roster_groups", "roster_pending", "last_activity", "offline_messages",
+                  "archive"):
+        assert env.store.sql(f"SELECT DISTINCT user_id FROM {table}") == [("other@example.org",)], table
+    # A new account of the same name starts empty.
+    new_user(env, "dora@example.org")
+    assert ok(env, "roster_get", user="dora@example.org")[1] == f"<query xmlns='{NS_R}' ver='0'/>"
+    assert ok(env, "offline_get", user="dora@example.org")[1] == "<messages/>"
+
+
+# ---------------------------------------------------------------------------
+# Batches
+
+
+class paused:
+    """Stops the worker (SIGSTOP, by PID) so that jobs queue up, and lets it
+    go on leaving the block: it then finds them all at once."""
+
+    def __init__(self, worker):
+        self.worker = worker
+
+    def __enter__(self):
+        os.kill(self.worker.proc.pid, signal.SIGSTOP)
+
+    def __exit__(self, *exc):
+        os.kill(self.worker.proc.pid, signal.SIGCONT)
+
+
+def batch_sizes(log):
+    return [int(n) for n in re.findall(r"batch of (\d+) jobs in one transaction: committed", log)]
+
+
+def test_batch_of_500_offline_puts(env):
+    # 500 offline_puts sent at once all succeed, answered in order, in a few
+    # transactions.
+    w = env.worker()
+    new_user(env, "bert@example.org")
+    before = batch_sizes(w.log())
+    jobs = [("offline_put", msg(i), {"user": "bert@example.org", "id": f"b{i:03d}", "stamp": i, "limit": 1000})
+            for i in range(500)]
+    with paused(w):
+        ids = env.router.send_jobs(W, jobs)
+    results = env.router.results(W, ids)
+    assert all("error" not in hdr for hdr, _ in results), [hdr for hdr, _ in results if "error" in hdr][:3]
+    assert env.store.sql("SELECT count(*) FROM offline_messages") == [("500",)]
+    # Typically 256 + 244; how the burst is split depends on how fast the
+    # socket hands it over, so the bound is loose: 20 jobs per transaction.
+    sizes = batch_sizes(w.log())[len(before):]
+    assert sum(sizes) == 500 and len(sizes) <= 25, sizes
+    assert max(sizes) >= 50, sizes
+
+
+def boom_trigger(store):
+    """Makes every insert of an offline message whose id starts with 'bad' fail."""
+    if store.backend == "sqlite":
+        store.sql("CREATE TRIGGER boom BEFORE INSERT ON offline_messages WHEN NEW.id LIKE 'bad%' "
+                  "BEGIN SELECT RAISE(ABORT, 'boom'); END")
+    else:
+        store.sql("CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                  "IF NEW.id LIKE 'bad%' THEN RAISE EXCEPTION 'boom'; END IF; RETURN NEW; END $$; "
+                  "CREATE TRIGGER boom BEFORE INSERT ON offline_messages FOR EACH ROW EXECUTE FUNCTION boom()")
+
+
+def test_batch_isolates_a_failing_write(env):
+    # In one batch, a write whose statement fails is answered internal and
+    # rolled back alone; a bad request is answered in place; the quota
+    # counts the batch's own earlier inserts; the rest commit.
+    w = env.worker()
+    new_user(env, "bert@example.org")
+    boom_trigger(env.store)
+    u = {"user": "bert@example.org", "limit": 4}
+    before = batch_sizes(w.log())
+    jobs = [("offline_put", msg(1), {**u, "id": "ok1", "stamp": 1}),
+            ("offline_put", msg(2), {**u, "id": "bad", "stamp": 2}),
+            ("offline_put", msg(3), {**u, "id": "ok2", "stamp": 3}),
+            ("offline_put", None, {**u, "id": "nopayload", "stamp": 4}),
+            ("last_set", None, {"user": "bert@example.org", "since": 77}),
+            ("offline_put", msg(5), {**u, "id": "ok3", "stamp": 5}),
+            ("offline_put", msg(6), {**u, "id": "ok4", "stamp": 6}),
+            ("offline_put", msg(7), {**u, "id": "full", "stamp": 7}),
+            ("offline_put", msg(1), {**u, "id": "ok1", "stamp": 1})]
+    with paused(w):
+        ids = env.router.send_jobs(W, jobs)
+    errors = [hdr.get("error") for hdr, _ in env.router.results(W, ids)]
+    assert errors == [None, "internal", None, "bad-request", None, None, None, "resource-constraint", None]
+    assert env.store.sql("SELECT id FROM offline_messages ORDER BY stamp") == [("ok1",), ("ok2",), ("ok3",), ("ok4",)]
+    assert env.store.sql("SELECT since FROM last_activity") == [("77",)]
+    sizes = batch_sizes(w.log())[len(before):]
+    assert sum(sizes) == 8 and len(sizes) <= 3, sizes   # the bad-request never reached the database
+    assert "boom" in w.log()
+
+
+def test_batch_failures_far_apart(env):
+    # In a batch of 300 writes, failures early, in the middle and last are
+    # each rolled back alone (on PostgreSQL they fall in different pipeline
+    # segments and rounds); the other 296 commit.
+    w = env.worker()
+    new_user(env, "bert@example.org")
+    boom_trigger(env.store)
+    bad = {3, 70, 200, 299}
+    jobs = [("offline_put", msg(i), {"user": "bert@example.org", "id": f"bad{i}" if i in bad else f"ok{i:03d}",
+                                     "stamp": i, "limit": 1000}) for i in range(300)]
+    with paused(w):
+        ids = env.router.send_jobs(W, jobs)
+    errors = [hdr.get("error") for hdr, _ in env.router.results(W, ids)]
+    assert [i for i, e in enumerate(errors) if e] == sorted(bad)
+    assert {errors[i] for i in bad} == {"internal"}
+    assert env.store.sql("SELECT count(*) FROM offline_messages") == [("296",)]
+    assert len(re.findall(r"offline_put: .*boom", w.log())) == 4
+
+
+def test_quota_holds_across_two_workers(env):
+    # Two workers storing offline messages for one user at the same time
+    # never exceed the quota together: exactly limit puts succeed.
+    a, b = env.worker("storage-a"), env.worker("storage-b")
+    hdr, _ = env.router.job("storage-a", "user_add", user="bert@example.org", **creds())
+    assert "error" not in hdr
+    jobs = {peer: [("offline_put", msg(i), {"user": "bert@example.org", "id": f"{peer}-{i}", "stamp": i,
+                                            "limit": 25}) for i in range(20)] for peer in ("storage-a", "storage-b")}
+    with paused(a), paused(b):
+        ids = {peer: env.router.send_jobs(peer, jobs[peer]) for peer in jobs}
+    errors = []
+    pending = {job_id for peer_ids in ids.values() for job_id in peer_ids}
+    deadline = time.monotonic() + 30
+    while pending:
+        msg_ = env.router.recv(max(deadline - time.monotonic(), 0))
+        assert msg_ is not None, f"{len(pending)} results missing"
+        if msg_[1]["op"] == "job_result":
+            pending.discard(msg_[1]["job"])
+            errors.append(msg_[1].get("error"))
+    assert errors.count(None) == 25 and errors.count("resource-constraint") == 15, errors
+    assert env.store.sql("SELECT count(*) FROM offline_messages") == [("25",)]
+
+
+def test_batch_reads_see_earlier_writes_only(env):
+    # A read in the middle of a burst sees the writes before it and none
+    # after it; results stay in arrival order.
+    w = env.worker()
+    new_user(env, "bert@example.org")
+    u = {"user": "bert@example.org", "limit": 100}
+    jobs = [("offline_put", msg(1), {**u, "id": "x", "stamp": 1}),
+            ("offline_get", None, {"user": "bert@example.org"}),
+            ("offline_put", msg(2), {**u, "id": "y", "stamp": 2}),
+            ("offline_del", "x", {"user": "bert@example.org"}),
+            ("offline_get", None, {"user": "bert@example.org"})]
+    with paused(w):
+        ids = env.router.send_jobs(W, jobs)
+    results = env.router.results(W, ids)
+    assert [r[1] for r in results] == [None, f"<messages><msg id='x' stamp='1'>{msg(1)}</msg></messages>", None,
+                                       None, f"<messages><msg id='y' stamp='2'>{msg(2)}</msg></messages>"]
+
+
+def test_pg_batch_retried_after_connection_loss(env):
+    # A batch whose connection was dropped runs again on a new connection,
+    # and every write in it succeeds.
+    if env.store.backend != "postgresql":
+        pytest.skip("PostgreSQL only")
+    w = env.worker()
+    new_user(env, "gus@example.org")
+    env.store.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'parley-storage'")
+    jobs = [("archive_put", msg(i), {"user": "gus@example.org", "id": f"g{i}", "jid": "x@example.org", "stamp": i,
+                                     "text": "out"}) for i in range(20)]
+    with paused(w):
+        ids = env.router.send_jobs(W, jobs)
+    assert all("error" not in hdr for hdr, _ in env.router.results(W, ids))
+    assert env.store.sql("SELECT count(*) FROM archive") == [("20",)]
+    assert "retrying once on a new connection" in w.log()
 
 
 # ---------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 -- a conversation; peer is the other party's bare JID and dir is "in" or
 -- "out" seen from user_id. Pages are ordered by (stamp, id); the second
 -- index serves queries filtered by peer ("with").
+-- SQLite: text compares in byte order already; see the .pg.sql variant.
 CREATE TABLE archive (
     user_id text NOT NULL,
     id      text NOT NULL,     -- archive id, unique per user, sortable in time

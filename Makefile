@@ -5,8 +5,8 @@
 CC      ?= cc
 PKGS    := libzmq yajl libpq expat sqlite3 openssl libidn
 CFLAGS  ?= -O2 -g
-CFLAGS  += -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -Icommon $(shell pkg-config --cflags $(PKGS))
-CFLAGS  += -DPARLEY_MIGRATIONS_DIR='"$(CURDIR)/storage/migrations"'
+override CFLAGS += -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -Icommon $(shell pkg-config --cflags $(PKGS))
+override CFLAGS += -DPARLEY_MIGRATIONS_DIR='"$(CURDIR)/storage/migrations"'
 LDLIBS  := $(shell pkg-config --libs $(PKGS)) -lev -lm
 SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 

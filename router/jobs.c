@@ -7,6 +7,13 @@
  * two places: the FIFO of queued jobs (no worker free or none connected) or
  * the in-flight table, keyed by that id, with the worker it went to.
  *
+ * Order per user: all jobs of one user (the "user" field) go to the same
+ * worker while any of them is pending (struct affinity), and a worker runs
+ * and answers its jobs in arrival order, so one user's writes commit in the
+ * order they were submitted (offline messages, quota counts). A job that
+ * must wait (its worker is full, or it waits for a retry) holds back the
+ * later jobs of its user, not everyone else's.
+ *
  * A worker answers "unavailable" while its database is down: such a job is
  * queued again and retried with backoff until router.job_timeout_ms, so a
  * database restart loses nothing that was accepted (the queue is bounded
@@ -39,7 +46,13 @@ struct job {
     double not_before;         /* retry backoff: not dispatched before this */
     int retries;
     char *worker;              /* NULL while queued */
+    uint64_t seq;              /* submission order */
     struct job *next;          /* queue link */
+};
+
+struct affinity {
+    char *worker;              /* where this user's jobs go while any is pending */
+    int pending;               /* this user's jobs queued or in flight */
 };
 
 struct worker {
@@ -53,6 +66,7 @@ struct worker {
 struct jobs {
     struct strmap workers;     /* name -> struct worker */
     struct strmap inflight;    /* rid -> struct job */
+    struct strmap affinity;    /* user -> struct affinity */
     struct job *head, *tail;   /* queued */
     size_t queued;
     uint64_t retried;          /* "unavailable" answers retried, for status */
@@ -65,6 +79,7 @@ struct jobs *jobs_new(struct router *r)
     (void)r;
     strmap_init(&j->workers);
     strmap_init(&j->inflight);
+    strmap_init(&j->affinity);
     return j;
 }
 
@@ -76,6 +91,18 @@ static void job_free(struct job *job)
     free(job);
 }
 
+/* The job is done (answered or failed): its user's affinity may end. */
+static void release(struct jobs *j, const struct job *job)
+{
+    const char *user = envelope_get(job->req, ENV_USER);
+    struct affinity *a = user ? strmap_get(&j->affinity, user) : NULL;
+    if (a && --a->pending <= 0) {
+        strmap_del(&j->affinity, user);
+        free(a->worker);
+        free(a);
+    }
+}
+
 /* Completes a job with a synthesized error result. */
 static void fail(struct router *r, struct job *job, const char *error)
 {
@@ -85,6 +112,7 @@ static void fail(struct router *r, struct job *job, const char *error)
     if (envelope_has_int(job->req, ENV_CONN))
         envelope_set_int(res, ENV_CONN, envelope_get_int(job->req, ENV_CONN, 0));
     envelope_set(res, ENV_ERROR, error);
+    release(r->jobs, job);
     job->cb(r, res, job->ctx);
     envelope_free(res);
     job_free(job);
@@ -110,6 +138,12 @@ void jobs_free(struct jobs *j)
         job_free(job);
     }
     strmap_fini(&j->inflight);
+    for (e = strmap_first(&j->affinity, &it); e; e = strmap_next(&j->affinity, e, &it)) {
+        struct affinity *a = e->value;
+        free(a->worker);
+        free(a);
+    }
+    strmap_fini(&j->affinity);
     while (j->head) {
         struct job *job = j->head;
         j->head = job->next;
@@ -117,19 +151,6 @@ void jobs_free(struct jobs *j)
         job_free(job);
     }
     free(j);
-}
-
-static struct worker *least_loaded(struct jobs *j)
-{
-    struct strmap_entry *e;
-    size_t it;
-    struct worker *best = NULL;
-    for (e = strmap_first(&j->workers, &it); e; e = strmap_next(&j->workers, e, &it)) {
-        struct worker *w = e->value;
-        if (w->inflight < JOBS_PER_WORKER && (!best || w->inflight < best->inflight))
-            best = w;
-    }
-    return best;
 }
 
 static int send_to(struct router *r, struct worker *w, struct job *job)
@@ -144,34 +165,88 @@ static int send_to(struct router *r, struct worker *w, struct job *job)
     return 0;
 }
 
-/* Moves queued jobs to workers with room. */
+/* The worker a job must go to: its user's, or the least loaded for a
+ * user with nothing in flight. NULL when no worker is connected. */
+static struct worker *target(struct jobs *j, const struct job *job)
+{
+    const char *user = envelope_get(job->req, ENV_USER);
+    struct affinity *a = user ? strmap_get(&j->affinity, user) : NULL;
+    struct worker *w = a && a->worker ? strmap_get(&j->workers, a->worker) : NULL;
+    struct strmap_entry *e;
+    size_t it;
+
+    if (w)
+        return w;
+    for (e = strmap_first(&j->workers, &it); e; e = strmap_next(&j->workers, e, &it)) {
+        struct worker *c = e->value;
+        if (!w || c->inflight < w->inflight)
+            w = c;
+    }
+    if (w && a) {
+        free(a->worker);
+        a->worker = xstrdup(w->name);
+    }
+    return w;
+}
+
+/* Moves queued jobs to their workers while those have room. Scans the
+ * queue in order; a job that must wait blocks only its own user's later
+ * jobs (remembered in `blocked`, made only when needed). */
 static void dispatch(struct router *r)
 {
     struct jobs *j = r->jobs;
-    struct worker *w;
+    struct job **link = &j->head, *prev = NULL;
+    struct strmap blocked;
+    int has_blocked = 0, scanned = 0;
+    double now = ev_now(r->loop);
 
-    while (j->head && (w = least_loaded(j))) {
-        struct job *job = j->head;
-        if (job->not_before > ev_now(r->loop))
-            return; /* the database is down: wait for the backoff (FIFO kept) */
-        if (send_to(r, w, job) < 0)
-            return; /* stays queued; the next tick retries */
-        j->head = job->next;
-        if (!j->head)
-            j->tail = NULL;
+    while (*link && scanned++ < 4096) {
+        struct job *job = *link;
+        const char *user = envelope_get(job->req, ENV_USER);
+        struct worker *w;
+
+        if (user && has_blocked && strmap_get(&blocked, user))
+            goto skip;
+        w = target(j, job);
+        if (!w)
+            break; /* no worker connected */
+        if (job->not_before > now || w->inflight >= JOBS_PER_WORKER || send_to(r, w, job) < 0) {
+            if (!user)
+                goto skip;
+            if (!has_blocked) {
+                strmap_init(&blocked);
+                has_blocked = 1;
+            }
+            strmap_put(&blocked, user, (void *)1);
+            goto skip;
+        }
+        *link = job->next;
+        if (j->tail == job)
+            j->tail = prev;
         j->queued--;
         job->next = NULL;
         job->worker = xstrdup(w->name);
         w->inflight++;
         strmap_put(&j->inflight, job->rid, job);
+        continue;
+skip:
+        prev = job;
+        link = &job->next;
     }
+    if (has_blocked)
+        strmap_fini(&blocked);
 }
 
-static void enqueue_front(struct jobs *j, struct job *job)
+/* Puts a job back into the queue in submission order, so a retried or
+ * redone job keeps its place before its user's later jobs. */
+static void enqueue_ordered(struct jobs *j, struct job *job)
 {
-    job->next = j->head;
-    j->head = job;
-    if (!j->tail)
+    struct job **link = &j->head;
+    while (*link && (*link)->seq < job->seq)
+        link = &(*link)->next;
+    job->next = *link;
+    *link = job;
+    if (!job->next)
         j->tail = job;
     j->queued++;
 }
@@ -187,13 +262,23 @@ void jobs_submit(struct router *r, struct envelope **req, jobs_cb cb, void *ctx)
     job->ctx = ctx;
     job->orig_id = xstrdup(envelope_get(job->req, ENV_JOB));
     job->submitted = ev_now(r->loop);
-    snprintf(job->rid, sizeof(job->rid), "r%" PRIu64, ++j->next_id);
+    job->seq = ++j->next_id;
+    snprintf(job->rid, sizeof(job->rid), "r%" PRIu64, job->seq);
 
     if (j->queued >= (size_t)r->conf->router.job_queue_max) {
         log_warn("job=%s what=%s refused: storage queue full (%zu)", job->rid,
                  envelope_get(job->req, ENV_WHAT), j->queued);
         fail(r, job, "unavailable");
         return;
+    }
+    const char *user = envelope_get(job->req, ENV_USER);
+    if (user) {
+        struct affinity *a = strmap_get(&j->affinity, user);
+        if (!a) {
+            a = xcalloc(1, sizeof(*a));
+            strmap_put(&j->affinity, user, a);
+        }
+        a->pending++;
     }
     job->next = NULL;
     if (j->tail)
@@ -204,6 +289,8 @@ void jobs_submit(struct router *r, struct envelope **req, jobs_cb cb, void *ctx)
     j->queued++;
     dispatch(r);
 }
+
+static void requeue_worker(struct router *r, const char *name);
 
 static void on_result(struct router *r, const char *name, struct envelope *env)
 {
@@ -234,10 +321,11 @@ static void on_result(struct router *r, const char *name, struct envelope *env)
         free(job->worker);
         job->worker = NULL;
         job->not_before = ev_now(r->loop) + backoff;
-        enqueue_front(j, job);
+        enqueue_ordered(j, job);
         return;
     }
     envelope_set(env, ENV_JOB, job->orig_id);
+    release(j, job);
     job->cb(r, env, job->ctx);
     job_free(job);
     dispatch(r);
@@ -254,6 +342,13 @@ void jobs_on_worker_message(struct router *r, const char *name, struct envelope 
             w = xcalloc(1, sizeof(*w));
             w->name = xstrdup(name);
             strmap_put(&j->workers, name, w);
+        } else if (w->pid != envelope_get_int(env, ENV_PID, 0)) {
+            /* Restarted under the same name (systemd Restart=) before we
+             * noticed it died: what the old process held is redone. */
+            log_warn("worker=%s restarted (pid %lld -> %lld)", name, (long long)w->pid,
+                     (long long)envelope_get_int(env, ENV_PID, 0));
+            requeue_worker(r, name);
+            w->inflight = 0;
         }
         w->pid = envelope_get_int(env, ENV_PID, 0);
         w->last_seen = ev_now(r->loop);
@@ -305,19 +400,11 @@ static void requeue_worker(struct router *r, const char *name)
         }
         lost[n++] = job;
     }
-    /* Newest first onto the front keeps the oldest at the head. */
-    for (size_t i = 0; i < n; i++)
-        for (size_t k = i + 1; k < n; k++)
-            if (lost[k]->submitted > lost[i]->submitted) {
-                struct job *t = lost[i];
-                lost[i] = lost[k];
-                lost[k] = t;
-            }
     for (size_t i = 0; i < n; i++) {
         strmap_del(&j->inflight, lost[i]->rid);
         free(lost[i]->worker);
         lost[i]->worker = NULL;
-        enqueue_front(j, lost[i]);
+        enqueue_ordered(j, lost[i]);
     }
     if (n)
         log_warn("worker=%s lost with %zu jobs in flight; dispatching them again", name, n);

@@ -20,7 +20,9 @@
  *   W1  for router.peer_timeout_ms after the router starts, gateways are
  *       still re-announcing their sessions (a router restart): a stanza
  *       for a local user with no session yet is parked and routed when
- *       that time is over, instead of being stored or bounced too early
+ *       that time is over, in order and before anything newer, instead of
+ *       being stored or bounced too early; its delay stamp is the time it
+ *       arrived, and it goes out even if its sender logged out meanwhile
  *   R9  such a message that reached no resource goes to offline storage,
  *       which answers the sender only when it cannot keep it (offline.c);
  *       other messages to an account with no resource are dropped quietly
@@ -145,6 +147,8 @@ static void route_message(struct router *r, struct session *from, const struct e
     if (wants_id(env)) {                                                     /* R8 */
         struct buf child;
         m.stamp = archive_new_id(r, id);
+        if (envelope_has_int(env, ENV_STAMP))
+            m.stamp = envelope_get_int(env, ENV_STAMP, m.stamp); /* parked (W1): when it came */
         buf_init(&child);
         buf_append_str(&child, "<stanza-id xmlns='" NS_SID "' by='");
         stanza_escape(&child, to->bare, strlen(to->bare), 1);
@@ -228,21 +232,15 @@ static void route_iq(struct router *r, struct session *from, const struct envelo
         reply_error(r, from, env, "service-unavailable", "cancel"); /* R5 */
 }
 
-void route_stanza(struct router *r, const char *gateway, const struct envelope *env)
+/* Routes env from session `from` (which may be a stand-in, see unpark). */
+static void route_from(struct router *r, const char *gateway, struct session *from, const struct envelope *env)
 {
     uint64_t conn = (uint64_t)envelope_get_int(env, ENV_CONN, 0);
-    struct session *from = sessions_of_conn(r, gateway, envelope_get(env, ENV_FROM), conn);
     const char *kind = envelope_get(env, ENV_KIND);
     const char *to_jid = envelope_get(env, ENV_TO);
     struct addr to = { 0 };
     int has_to = to_jid && *to_jid;
 
-    if (!from) {
-        /* The session ended (or was replaced) while this was in flight. */
-        log_debug("gateway=%s conn=%llu stanza from unbound session dropped", gateway,
-                  (unsigned long long)conn);
-        return;
-    }
     if (!kind || !env->payload) {
         log_warn("gateway=%s conn=%llu stanza envelope without kind or payload; dropped", gateway,
                  (unsigned long long)conn);
@@ -255,6 +253,9 @@ void route_stanza(struct router *r, const char *gateway, const struct envelope *
             struct parked *p = xcalloc(1, sizeof(*p));
             p->gateway = xstrdup(gateway);
             p->env = envelope_copy(env);
+            /* The time it arrived, for the delay stamp if it is stored. */
+            if (!envelope_has_int(p->env, ENV_STAMP))
+                envelope_set_int(p->env, ENV_STAMP, timestamp_now());
             if (r->parked_tail)
                 r->parked_tail->next = p;
             else
@@ -286,17 +287,57 @@ out:
     free(to.bare);
 }
 
+void route_stanza(struct router *r, const char *gateway, const struct envelope *env)
+{
+    uint64_t conn = (uint64_t)envelope_get_int(env, ENV_CONN, 0);
+    struct session *from = sessions_of_conn(r, gateway, envelope_get(env, ENV_FROM), conn);
+
+    if (r->parked && ev_now(r->loop) >= r->warm_until)
+        route_unpark(r, 0); /* W1: what waited goes first, in order */
+    if (!from) {
+        /* The session ended (or was replaced) while this was in flight. */
+        log_debug("gateway=%s conn=%llu stanza from unbound session dropped", gateway,
+                  (unsigned long long)conn);
+        return;
+    }
+    route_from(r, gateway, from, env);
+}
+
+/* W1: a parked message whose sender logged out meanwhile still goes out,
+ * from a stand-in session with no resources (errors to it go nowhere). */
+static void route_parked(struct router *r, struct parked *p)
+{
+    const char *full = envelope_get(p->env, ENV_FROM);
+    uint64_t conn = (uint64_t)envelope_get_int(p->env, ENV_CONN, 0);
+    struct session *from = sessions_of_conn(r, p->gateway, full, conn);
+    const char *slash = full ? strchr(full, '/') : NULL;
+
+    if (from) {
+        route_from(r, p->gateway, from, p->env);
+        return;
+    }
+    if (!slash || !str_eq(envelope_get(p->env, ENV_KIND), "message"))
+        return;
+    struct user u = { .user_id = xstrndup(full, (size_t)(slash - full)) };
+    struct session s = { .full = (char *)full, .resource = (char *)slash + 1, .user = &u,
+                         .gateway = p->gateway, .conn = conn };
+    route_from(r, p->gateway, &s, p->env);
+    free(u.user_id);
+}
+
 void route_unpark(struct router *r, int all)
 {
+    struct parked *list = r->parked;
+
     if (!all && ev_now(r->loop) < r->warm_until)
         return;
-    while (r->parked) {
-        struct parked *p = r->parked;
-        r->parked = p->next;
-        if (!r->parked)
-            r->parked_tail = NULL;
+    /* Taken off first: routing them must not see them parked still. */
+    r->parked = r->parked_tail = NULL;
+    while (list) {
+        struct parked *p = list;
+        list = p->next;
         if (!all)
-            route_stanza(r, p->gateway, p->env);
+            route_parked(r, p);
         free(p->gateway);
         envelope_free(p->env);
         free(p);

@@ -1,23 +1,32 @@
 /*
  * Storage job broker; see jobs.h.
  *
- * Every job gets a router-unique id ("r<n>") that replaces the submitter's
- * id on the way to the worker and is swapped back on the way out, so ids
- * from different submitters never collide. A job lives in exactly one of
- * two places: the FIFO of queued jobs (no worker free or none connected) or
- * the in-flight table, keyed by that id, with the worker it went to.
+ * Every job gets a router-unique id ("r<n>", n its submission sequence)
+ * that replaces the submitter's id on the way to the worker and is swapped
+ * back on the way out, so ids from different submitters never collide.
  *
- * Order per user: all jobs of one user (the "user" field) go to the same
- * worker while any of them is pending (struct affinity), and a worker runs
- * and answers its jobs in arrival order, so one user's writes commit in the
- * order they were submitted (offline messages, quota counts). A job that
- * must wait (its worker is full, or it waits for a retry) holds back the
- * later jobs of its user, not everyone else's.
+ * Where a job lives: in the queue of the worker it is assigned to, in the
+ * in-flight table (keyed by that id) once sent, or, while no worker is
+ * connected at all, in the broker's own queue. Every queue is kept in
+ * submission order.
  *
- * A worker answers "unavailable" while its database is down: such a job is
- * queued again and retried with backoff until router.job_timeout_ms, so a
- * database restart loses nothing that was accepted (the queue is bounded
- * by router.job_queue_max; past it submitters get "unavailable" at once).
+ * J1  one user's jobs (the "user" field) go to the same worker while any of
+ *     them is pending (struct affinity); a worker runs and answers its jobs
+ *     in arrival order, so one user's writes commit in the order they were
+ *     submitted (offline messages, quota counts). A user with nothing
+ *     pending goes to the least busy worker.
+ * J2  a worker holds at most JOBS_PER_WORKER jobs in flight: enough for it
+ *     to batch writes, few enough that a dead worker's share is quickly
+ *     redone elsewhere; the rest wait in its queue. Per message this is
+ *     O(1): nothing scans a queue on the message path.
+ * J3  a worker that goes silent, or says hello again from a new process,
+ *     has its in-flight and queued jobs reassigned, in submission order
+ *     (writes carry ids, so a redo is harmless).
+ * J4  a worker answers "unavailable" while its database is down: the job
+ *     goes back to the front of that worker's queue and is retried with
+ *     backoff until router.job_timeout_ms, so a database restart loses
+ *     nothing that was accepted. The total queue is bounded by
+ *     router.job_queue_max; past it submitters get "unavailable" at once.
  */
 #include "jobs.h"
 #include "buf.h"
@@ -32,27 +41,26 @@
 #include <string.h>
 #include <zmq.h>
 
-/* Jobs one worker holds at once: enough for it to batch writes, few enough
- * that a dead worker's share is quickly redone elsewhere. */
-#define JOBS_PER_WORKER 64
+#define JOBS_PER_WORKER 64                                                   /* J2 */
 
 struct job {
     char rid[24];              /* router id sent to the worker */
+    uint64_t seq;              /* submission order */
     char *orig_id;             /* submitter's "job" field, restored in the result */
     struct envelope *req;      /* kept until the result, for a redo */
     jobs_cb cb;
     void *ctx;
     double submitted;
-    double not_before;         /* retry backoff: not dispatched before this */
+    double not_before;         /* J4 backoff: not sent before this */
     int retries;
-    char *worker;              /* NULL while queued */
-    uint64_t seq;              /* submission order */
+    char *worker;              /* set while in flight */
     struct job *next;          /* queue link */
 };
 
-struct affinity {
-    char *worker;              /* where this user's jobs go while any is pending */
-    int pending;               /* this user's jobs queued or in flight */
+/* A FIFO of jobs in submission order. */
+struct queue {
+    struct job *head, *tail;
+    size_t len;
 };
 
 struct worker {
@@ -61,17 +69,64 @@ struct worker {
     double last_seen;
     int inflight;
     uint64_t done;
+    struct queue queue;        /* assigned, not yet sent */
+};
+
+struct affinity {                                                            /* J1 */
+    char *worker;
+    int pending;               /* this user's jobs queued or in flight */
 };
 
 struct jobs {
     struct strmap workers;     /* name -> struct worker */
     struct strmap inflight;    /* rid -> struct job */
     struct strmap affinity;    /* user -> struct affinity */
-    struct job *head, *tail;   /* queued */
-    size_t queued;
-    uint64_t retried;          /* "unavailable" answers retried, for status */
-    uint64_t next_id;
+    struct queue unassigned;   /* while no worker is connected */
+    size_t queued;             /* in every queue together */
+    uint64_t retried;          /* J4 retries, for status */
+    uint64_t next_seq;
 };
+
+/* ---- queues ----------------------------------------------------------- */
+
+static void queue_push(struct queue *q, struct job *job)
+{
+    job->next = NULL;
+    if (q->tail)
+        q->tail->next = job;
+    else
+        q->head = job;
+    q->tail = job;
+    q->len++;
+}
+
+/* Inserts job at its place by submission order (for redone jobs). */
+static void queue_insert(struct queue *q, struct job *job)
+{
+    struct job **link = &q->head;
+    while (*link && (*link)->seq < job->seq)
+        link = &(*link)->next;
+    job->next = *link;
+    *link = job;
+    if (!job->next)
+        q->tail = job;
+    q->len++;
+}
+
+static struct job *queue_pop(struct queue *q)
+{
+    struct job *job = q->head;
+    if (!job)
+        return NULL;
+    q->head = job->next;
+    if (!q->head)
+        q->tail = NULL;
+    q->len--;
+    job->next = NULL;
+    return job;
+}
+
+/* ---- lifecycle -------------------------------------------------------- */
 
 struct jobs *jobs_new(struct router *r)
 {
@@ -91,31 +146,15 @@ static void job_free(struct job *job)
     free(job);
 }
 
-/* The job is done (answered or failed): its user's affinity may end. */
-static void release(struct jobs *j, const struct job *job)
+/* Jobs still pending at shutdown are dropped with their contexts: their
+ * owners (gateways, parleyctl) time out on their own. */
+static void drop_queue(struct queue *q)
 {
-    const char *user = envelope_get(job->req, ENV_USER);
-    struct affinity *a = user ? strmap_get(&j->affinity, user) : NULL;
-    if (a && --a->pending <= 0) {
-        strmap_del(&j->affinity, user);
-        free(a->worker);
-        free(a);
+    struct job *job;
+    while ((job = queue_pop(q))) {
+        free(job->ctx);
+        job_free(job);
     }
-}
-
-/* Completes a job with a synthesized error result. */
-static void fail(struct router *r, struct job *job, const char *error)
-{
-    struct envelope *res = envelope_new(OP_JOB_RESULT);
-    envelope_set(res, ENV_JOB, job->orig_id);
-    envelope_set(res, ENV_USER, envelope_get(job->req, ENV_USER));
-    if (envelope_has_int(job->req, ENV_CONN))
-        envelope_set_int(res, ENV_CONN, envelope_get_int(job->req, ENV_CONN, 0));
-    envelope_set(res, ENV_ERROR, error);
-    release(r->jobs, job);
-    job->cb(r, res, job->ctx);
-    envelope_free(res);
-    job_free(job);
 }
 
 void jobs_free(struct jobs *j)
@@ -126,12 +165,11 @@ void jobs_free(struct jobs *j)
         return;
     for (e = strmap_first(&j->workers, &it); e; e = strmap_next(&j->workers, e, &it)) {
         struct worker *w = e->value;
+        drop_queue(&w->queue);
         free(w->name);
         free(w);
     }
     strmap_fini(&j->workers);
-    /* Jobs still pending at shutdown are dropped with their contexts: the
-     * callbacks' owners (gateways, parleyctl) time out on their own. */
     for (e = strmap_first(&j->inflight, &it); e; e = strmap_next(&j->inflight, e, &it)) {
         struct job *job = e->value;
         free(job->ctx);
@@ -144,13 +182,65 @@ void jobs_free(struct jobs *j)
         free(a);
     }
     strmap_fini(&j->affinity);
-    while (j->head) {
-        struct job *job = j->head;
-        j->head = job->next;
-        free(job->ctx);
-        job_free(job);
-    }
+    drop_queue(&j->unassigned);
     free(j);
+}
+
+/* The job is done (answered or failed): its user's affinity may end. */
+static void release(struct jobs *j, const struct job *job)
+{
+    const char *user = envelope_get(job->req, ENV_USER);
+    struct affinity *a = user ? strmap_get(&j->affinity, user) : NULL;
+    if (a && --a->pending <= 0) {
+        strmap_del(&j->affinity, user);
+        free(a->worker);
+        free(a);
+    }
+}
+
+static void complete(struct router *r, struct job *job, const struct envelope *res)
+{
+    release(r->jobs, job);
+    job->cb(r, res, job->ctx);
+    job_free(job);
+}
+
+/* Completes a job with a synthesized error result. */
+static void fail(struct router *r, struct job *job, const char *error)
+{
+    struct envelope *res = envelope_new(OP_JOB_RESULT);
+    envelope_set(res, ENV_JOB, job->orig_id);
+    envelope_set(res, ENV_USER, envelope_get(job->req, ENV_USER));
+    if (envelope_has_int(job->req, ENV_CONN))
+        envelope_set_int(res, ENV_CONN, envelope_get_int(job->req, ENV_CONN, 0));
+    envelope_set(res, ENV_ERROR, error);
+    complete(r, job, res);
+    envelope_free(res);
+}
+
+/* ---- assignment and sending ------------------------------------------- */
+
+/* J1: the worker a job goes to, or NULL when none is connected. */
+static struct worker *target(struct jobs *j, const struct job *job)
+{
+    const char *user = envelope_get(job->req, ENV_USER);
+    struct affinity *a = user ? strmap_get(&j->affinity, user) : NULL;
+    struct worker *w = a && a->worker ? strmap_get(&j->workers, a->worker) : NULL;
+    struct strmap_entry *e;
+    size_t it;
+
+    if (w)
+        return w;
+    for (e = strmap_first(&j->workers, &it); e; e = strmap_next(&j->workers, e, &it)) {
+        struct worker *c = e->value;
+        if (!w || c->inflight + c->queue.len < w->inflight + w->queue.len)
+            w = c;
+    }
+    if (w && a) {
+        free(a->worker);
+        a->worker = xstrdup(w->name);
+    }
+    return w;
 }
 
 static int send_to(struct router *r, struct worker *w, struct job *job)
@@ -165,96 +255,62 @@ static int send_to(struct router *r, struct worker *w, struct job *job)
     return 0;
 }
 
-/* The worker a job must go to: its user's, or the least loaded for a
- * user with nothing in flight. NULL when no worker is connected. */
-static struct worker *target(struct jobs *j, const struct job *job)
-{
-    const char *user = envelope_get(job->req, ENV_USER);
-    struct affinity *a = user ? strmap_get(&j->affinity, user) : NULL;
-    struct worker *w = a && a->worker ? strmap_get(&j->workers, a->worker) : NULL;
-    struct strmap_entry *e;
-    size_t it;
-
-    if (w)
-        return w;
-    for (e = strmap_first(&j->workers, &it); e; e = strmap_next(&j->workers, e, &it)) {
-        struct worker *c = e->value;
-        if (!w || c->inflight < w->inflight)
-            w = c;
-    }
-    if (w && a) {
-        free(a->worker);
-        a->worker = xstrdup(w->name);
-    }
-    return w;
-}
-
-/* Moves queued jobs to their workers while those have room. Scans the
- * queue in order; a job that must wait blocks only its own user's later
- * jobs (remembered in `blocked`, made only when needed). */
-static void dispatch(struct router *r)
+/* J2: sends from the worker's queue while it has room. */
+static void dispatch_worker(struct router *r, struct worker *w)
 {
     struct jobs *j = r->jobs;
-    struct job **link = &j->head, *prev = NULL;
-    struct strmap blocked;
-    int has_blocked = 0, scanned = 0;
     double now = ev_now(r->loop);
 
-    while (*link && scanned++ < 4096) {
-        struct job *job = *link;
-        const char *user = envelope_get(job->req, ENV_USER);
-        struct worker *w;
-
-        if (user && has_blocked && strmap_get(&blocked, user))
-            goto skip;
-        w = target(j, job);
-        if (!w)
-            break; /* no worker connected */
-        if (job->not_before > now || w->inflight >= JOBS_PER_WORKER || send_to(r, w, job) < 0) {
-            if (!user)
-                goto skip;
-            if (!has_blocked) {
-                strmap_init(&blocked);
-                has_blocked = 1;
-            }
-            strmap_put(&blocked, user, (void *)1);
-            goto skip;
-        }
-        *link = job->next;
-        if (j->tail == job)
-            j->tail = prev;
+    while (w->queue.head && w->inflight < JOBS_PER_WORKER && w->queue.head->not_before <= now) {
+        struct job *job = w->queue.head;
+        if (send_to(r, w, job) < 0)
+            return; /* stays queued; the next tick retries */
+        queue_pop(&w->queue);
         j->queued--;
-        job->next = NULL;
         job->worker = xstrdup(w->name);
         w->inflight++;
         strmap_put(&j->inflight, job->rid, job);
-        continue;
-skip:
-        prev = job;
-        link = &job->next;
     }
-    if (has_blocked)
-        strmap_fini(&blocked);
 }
 
-/* Puts a job back into the queue in submission order, so a retried or
- * redone job keeps its place before its user's later jobs. */
-static void enqueue_ordered(struct jobs *j, struct job *job)
+/* Puts a queued job (not counted in j->queued yet) where it belongs. */
+static void assign(struct router *r, struct job *job, int in_order)
 {
-    struct job **link = &j->head;
-    while (*link && (*link)->seq < job->seq)
-        link = &(*link)->next;
-    job->next = *link;
-    *link = job;
-    if (!job->next)
-        j->tail = job;
+    struct jobs *j = r->jobs;
+    struct worker *w = target(j, job);
+    struct queue *q = w ? &w->queue : &j->unassigned;
+
+    if (in_order)
+        queue_insert(q, job);
+    else
+        queue_push(q, job);
     j->queued++;
+    if (w)
+        dispatch_worker(r, w);
+}
+
+static void dispatch_all(struct router *r)
+{
+    struct jobs *j = r->jobs;
+    struct strmap_entry *e;
+    size_t it;
+    struct job *job;
+
+    if (j->workers.count) {
+        while ((job = queue_pop(&j->unassigned))) {
+            j->queued--;
+            assign(r, job, 1);
+        }
+    }
+    for (e = strmap_first(&j->workers, &it); e; e = strmap_next(&j->workers, e, &it))
+        dispatch_worker(r, e->value);
 }
 
 void jobs_submit(struct router *r, struct envelope **req, jobs_cb cb, void *ctx)
 {
     struct jobs *j = r->jobs;
     struct job *job = xcalloc(1, sizeof(*job));
+    const char *user;
 
     job->req = *req;
     *req = NULL;
@@ -262,16 +318,10 @@ void jobs_submit(struct router *r, struct envelope **req, jobs_cb cb, void *ctx)
     job->ctx = ctx;
     job->orig_id = xstrdup(envelope_get(job->req, ENV_JOB));
     job->submitted = ev_now(r->loop);
-    job->seq = ++j->next_id;
+    job->seq = ++j->next_seq;
     snprintf(job->rid, sizeof(job->rid), "r%" PRIu64, job->seq);
 
-    if (j->queued >= (size_t)r->conf->router.job_queue_max) {
-        log_warn("job=%s what=%s refused: storage queue full (%zu)", job->rid,
-                 envelope_get(job->req, ENV_WHAT), j->queued);
-        fail(r, job, "unavailable");
-        return;
-    }
-    const char *user = envelope_get(job->req, ENV_USER);
+    user = envelope_get(job->req, ENV_USER);
     if (user) {
         struct affinity *a = strmap_get(&j->affinity, user);
         if (!a) {
@@ -280,55 +330,98 @@ void jobs_submit(struct router *r, struct envelope **req, jobs_cb cb, void *ctx)
         }
         a->pending++;
     }
-    job->next = NULL;
-    if (j->tail)
-        j->tail->next = job;
-    else
-        j->head = job;
-    j->tail = job;
-    j->queued++;
-    dispatch(r);
+    if (j->queued >= (size_t)r->conf->router.job_queue_max) {                 /* J4 */
+        log_warn("job=%s what=%s refused: storage queue full (%zu)", job->rid, envelope_get(job->req, ENV_WHAT),
+                 j->queued);
+        fail(r, job, "unavailable");
+        return;
+    }
+    assign(r, job, 0);
 }
 
-static void requeue_worker(struct router *r, const char *name);
+/* ---- answers and workers ---------------------------------------------- */
 
-static void on_result(struct router *r, const char *name, struct envelope *env)
+static void on_result(struct router *r, struct worker *w, struct envelope *env)
 {
     struct jobs *j = r->jobs;
     const char *rid = envelope_get(env, ENV_JOB);
     struct job *job = rid ? strmap_del(&j->inflight, rid) : NULL;
-    struct worker *w;
+    struct worker *held_by;
 
     if (!job) {
         /* A late answer to a job that timed out or was redone elsewhere
          * and already answered: harmless by the workers' id rule. */
-        log_debug("worker=%s result for unknown job=%s dropped", name, rid ? rid : "(none)");
+        log_debug("worker=%s result for unknown job=%s dropped", w->name, rid ? rid : "(none)");
         return;
     }
-    w = strmap_get(&j->workers, job->worker);
-    if (w) {
-        w->inflight--;
-        w->done++;
+    held_by = strmap_get(&j->workers, job->worker);
+    if (held_by) {
+        held_by->inflight--;
+        held_by->done++;
     }
-    if (str_eq(envelope_get(env, ENV_ERROR), "unavailable") &&
+    if (held_by && str_eq(envelope_get(env, ENV_ERROR), "unavailable") &&
         ev_now(r->loop) - job->submitted < r->conf->router.job_timeout_ms / 1000.0) {
-        /* The worker's database is down: try again later, in order. */
-        double backoff = 0.1 * (1 << (job->retries < 5 ? job->retries : 5));
+        /* J4: the worker's database is down; try again later, in order. */
         if (job->retries++ == 0)
             log_warn("job=%s what=%s storage unavailable; retrying until it is back", job->rid,
                      envelope_get(job->req, ENV_WHAT));
         j->retried++;
         free(job->worker);
         job->worker = NULL;
-        job->not_before = ev_now(r->loop) + backoff;
-        enqueue_ordered(j, job);
-        return;
+        job->not_before = ev_now(r->loop) + 0.1 * (1 << (job->retries < 5 ? job->retries : 5));
+        queue_insert(&held_by->queue, job);
+        j->queued++;
+        return; /* the tick sends it when the backoff is over */
     }
     envelope_set(env, ENV_JOB, job->orig_id);
-    release(j, job);
-    job->cb(r, env, job->ctx);
-    job_free(job);
-    dispatch(r);
+    complete(r, job, env);
+    if (held_by)
+        dispatch_worker(r, held_by);
+}
+
+static int by_seq(const void *a, const void *b)
+{
+    const struct job *x = *(const struct job *const *)a, *y = *(const struct job *const *)b;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* J3: everything worker w held, in flight or queued, is assigned again in
+ * submission order. w must already be out of the workers table when it is
+ * gone for good (so nothing is assigned back to it). */
+static void reassign_worker(struct router *r, struct worker *w)
+{
+    struct jobs *j = r->jobs;
+    struct strmap_entry *e;
+    size_t it, n = 0, cap = 16;
+    struct job **lost = xmalloc(cap * sizeof(*lost));
+    struct job *job;
+
+    for (e = strmap_first(&j->inflight, &it); e; e = strmap_next(&j->inflight, e, &it)) {
+        job = e->value;
+        if (strcmp(job->worker, w->name) != 0)
+            continue;
+        if (n == cap)
+            lost = xrealloc(lost, (cap *= 2) * sizeof(*lost));
+        lost[n++] = job;
+    }
+    for (size_t i = 0; i < n; i++) {
+        strmap_del(&j->inflight, lost[i]->rid);
+        free(lost[i]->worker);
+        lost[i]->worker = NULL;
+    }
+    if (n)
+        log_warn("worker=%s lost with %zu jobs in flight; dispatching them again", w->name, n);
+    while ((job = queue_pop(&w->queue))) {
+        j->queued--;
+        if (n == cap)
+            lost = xrealloc(lost, (cap *= 2) * sizeof(*lost));
+        lost[n++] = job;
+    }
+    w->inflight = 0;
+    qsort(lost, n, sizeof(*lost), by_seq);
+    for (size_t i = 0; i < n; i++)
+        assign(r, lost[i], 1);
+    free(lost);
 }
 
 void jobs_on_worker_message(struct router *r, const char *name, struct envelope *env)
@@ -338,34 +431,30 @@ void jobs_on_worker_message(struct router *r, const char *name, struct envelope 
     struct envelope *reply;
 
     if (env->op == OP_HELLO) {
+        int64_t pid = envelope_get_int(env, ENV_PID, 0);
         if (!w) {
             w = xcalloc(1, sizeof(*w));
             w->name = xstrdup(name);
             strmap_put(&j->workers, name, w);
-        } else if (w->pid != envelope_get_int(env, ENV_PID, 0)) {
+        } else if (w->pid != pid) {
             /* Restarted under the same name (systemd Restart=) before we
              * noticed it died: what the old process held is redone. */
-            log_warn("worker=%s restarted (pid %lld -> %lld)", name, (long long)w->pid,
-                     (long long)envelope_get_int(env, ENV_PID, 0));
-            requeue_worker(r, name);
-            w->inflight = 0;
+            log_warn("worker=%s restarted (pid %lld -> %lld)", name, (long long)w->pid, (long long)pid);
+            w->pid = pid;
+            reassign_worker(r, w);
         }
-        w->pid = envelope_get_int(env, ENV_PID, 0);
+        w->pid = pid;
         w->last_seen = ev_now(r->loop);
         log_info("worker=%s pid=%lld up", name, (long long)w->pid);
         reply = envelope_new(OP_HELLO);
         (void)envelope_send(r->st_sock, name, &reply); /* a lost hello is re-sent by the worker */
-        dispatch(r);
+        dispatch_all(r);
         return;
     }
     if (!w) {
         log_info("worker=%s unknown, sent %s; asking for hello", name, envelope_op_name(env->op));
         reply = envelope_new(OP_UNKNOWN_PEER);
         (void)envelope_send(r->st_sock, name, &reply); /* it retries on its next heartbeat */
-        if (env->op != OP_JOB_RESULT)
-            return;
-        /* A result from before our restart matches nothing; fall through
-         * only to log it once below. */
         return;
     }
     w->last_seen = ev_now(r->loop);
@@ -373,7 +462,7 @@ void jobs_on_worker_message(struct router *r, const char *name, struct envelope 
     case OP_HEARTBEAT:
         return;
     case OP_JOB_RESULT:
-        on_result(r, name, env);
+        on_result(r, w, env);
         return;
     default:
         log_warn("worker=%s sent unexpected %s; dropped", name, envelope_op_name(env->op));
@@ -381,34 +470,17 @@ void jobs_on_worker_message(struct router *r, const char *name, struct envelope 
     }
 }
 
-/* Puts a lost worker's jobs back at the front of the queue, oldest first. */
-static void requeue_worker(struct router *r, const char *name)
-{
-    struct jobs *j = r->jobs;
-    struct strmap_entry *e;
-    size_t it;
-    struct job **lost = NULL;
-    size_t n = 0, cap = 0;
+/* ---- time ------------------------------------------------------------- */
 
-    for (e = strmap_first(&j->inflight, &it); e; e = strmap_next(&j->inflight, e, &it)) {
-        struct job *job = e->value;
-        if (strcmp(job->worker, name) != 0)
-            continue;
-        if (n == cap) {
-            cap = cap ? cap * 2 : 16;
-            lost = xrealloc(lost, cap * sizeof(*lost));
-        }
-        lost[n++] = job;
+/* Fails every job of q submitted before limit (queues are in order). */
+static void expire_queue(struct router *r, struct queue *q, double limit)
+{
+    while (q->head && q->head->submitted < limit) {
+        struct job *job = queue_pop(q);
+        r->jobs->queued--;
+        log_warn("job=%s what=%s timed out waiting for storage", job->rid, envelope_get(job->req, ENV_WHAT));
+        fail(r, job, "unavailable");
     }
-    for (size_t i = 0; i < n; i++) {
-        strmap_del(&j->inflight, lost[i]->rid);
-        free(lost[i]->worker);
-        lost[i]->worker = NULL;
-        enqueue_ordered(j, lost[i]);
-    }
-    if (n)
-        log_warn("worker=%s lost with %zu jobs in flight; dispatching them again", name, n);
-    free(lost);
 }
 
 static void expire_jobs(struct router *r)
@@ -416,18 +488,15 @@ static void expire_jobs(struct router *r)
     struct jobs *j = r->jobs;
     double limit = ev_now(r->loop) - r->conf->router.job_timeout_ms / 1000.0;
     struct strmap_entry *e;
-    size_t it;
+    size_t it, n = 0, cap = 0;
     struct job **old = NULL;
-    size_t n = 0, cap = 0;
 
     for (e = strmap_first(&j->inflight, &it); e; e = strmap_next(&j->inflight, e, &it)) {
         struct job *job = e->value;
         if (job->submitted >= limit)
             continue;
-        if (n == cap) {
-            cap = cap ? cap * 2 : 16;
-            old = xrealloc(old, cap * sizeof(*old));
-        }
+        if (n == cap)
+            old = xrealloc(old, (cap = cap ? cap * 2 : 16) * sizeof(*old));
         old[n++] = job;
     }
     for (size_t i = 0; i < n; i++) {
@@ -440,17 +509,9 @@ static void expire_jobs(struct router *r)
         fail(r, old[i], "unavailable");
     }
     free(old);
-    /* Queued jobs are in submission order: expire from the head. */
-    while (j->head && j->head->submitted < limit) {
-        struct job *job = j->head;
-        j->head = job->next;
-        if (!j->head)
-            j->tail = NULL;
-        j->queued--;
-        log_warn("job=%s what=%s timed out waiting for a storage worker", job->rid,
-                 envelope_get(job->req, ENV_WHAT));
-        fail(r, job, "unavailable");
-    }
+    for (e = strmap_first(&j->workers, &it); e; e = strmap_next(&j->workers, e, &it))
+        expire_queue(r, &((struct worker *)e->value)->queue, limit);
+    expire_queue(r, &j->unassigned, limit);
 }
 
 void jobs_tick(struct router *r)
@@ -477,12 +538,12 @@ void jobs_tick(struct router *r)
         struct worker *w = strmap_del(&j->workers, dead[i]);
         log_warn("worker=%s pid=%lld silent for over %d ms; dropped", w->name, (long long)w->pid,
                  r->conf->router.peer_timeout_ms);
-        requeue_worker(r, w->name);
+        reassign_worker(r, w);
         free(w->name);
         free(w);
     }
     expire_jobs(r);
-    dispatch(r);
+    dispatch_all(r);
 }
 
 void jobs_status(struct router *r, struct buf *out)
@@ -494,8 +555,8 @@ void jobs_status(struct router *r, struct buf *out)
 
     for (e = strmap_first(&j->workers, &it); e; e = strmap_next(&j->workers, e, &it)) {
         struct worker *w = e->value;
-        buf_printf(out, "storage\t%s\t%lld\t%d\tinflight=%d done=%" PRIu64 "\n", w->name, (long long)w->pid,
-                   (int)((now - w->last_seen) * 1000), w->inflight, w->done);
+        buf_printf(out, "storage\t%s\t%lld\t%d\tinflight=%d queued=%zu done=%" PRIu64 "\n", w->name,
+                   (long long)w->pid, (int)((now - w->last_seen) * 1000), w->inflight, w->queue.len, w->done);
     }
 }
 

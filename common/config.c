@@ -69,6 +69,7 @@ static const struct option options[] = {
 
     { "roster.max_items", OPT_INT, O(roster.max_items), "1000", 1, 1000000, NULL },
     { "offline.quota", OPT_INT, O(offline.quota), "1000", 0, 10000000, NULL },
+    { "archive.enabled", OPT_BOOL, O(archive.enabled), "true", 0, 0, NULL },
     { "archive.retention_days", OPT_INT, O(archive.retention_days), "0", 0, 36500, NULL },
 
     { "routing.bare_jid", OPT_ENUM, O(routing.bare_jid), "all", 0, 0, "all|highest_priority" },

@@ -70,6 +70,7 @@ struct config_offline {
 };
 
 struct config_archive {
+    int enabled;              /* archive chat messages (XEP-0313) */
     int retention_days;       /* 0 = forever */
 };
 

@@ -90,3 +90,16 @@ const char *log_safe(const char *s, size_t len, char *out, size_t outsz)
     out[j] = '\0';
     return out;
 }
+
+int log_limit_ok(struct log_limit *l, unsigned long *suppressed)
+{
+    long now = (long)time(NULL);
+    if (now == l->last) {
+        l->suppressed++;
+        return 0;
+    }
+    l->last = now;
+    *suppressed = l->suppressed;
+    l->suppressed = 0;
+    return 1;
+}

@@ -27,6 +27,19 @@ void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(p
 #define log_error(...) log_msg(LOGL_ERROR, __VA_ARGS__)
 
 /*
+ * A repeated event (a full queue, a refused write) is logged at most once a
+ * second, with how many like it were not: a flood of one kind of failure
+ * must not flood the log. Embed one struct per kind of event.
+ */
+struct log_limit {
+    long last;                 /* second of the last logged event */
+    unsigned long suppressed;  /* events not logged since */
+};
+/* Returns 1 when this event may be logged (then *suppressed is how many
+ * were skipped before it), 0 when it is to be counted and skipped. */
+int log_limit_ok(struct log_limit *l, unsigned long *suppressed);
+
+/*
  * Untrusted text for a log line: truncated to at most max bytes and with
  * anything outside printable ASCII shown as '?'. Writes into out (size
  * outsz, at least max + 4) and returns it.

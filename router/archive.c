@@ -53,12 +53,13 @@ int64_t archive_new_id(struct router *r, char *out)
 
 static void on_stored(struct router *r, const struct envelope *res, void *ctx)
 {
-    (void)r;
+    unsigned long skipped;
     (void)ctx;
     if (str_eq(envelope_get(res, ENV_ERROR), "not-found"))
         log_debug("user=%s has no account; nothing archived", envelope_get(res, ENV_USER));
-    else if (envelope_get(res, ENV_ERROR))
-        log_error("user=%s archive write failed: %s", envelope_get(res, ENV_USER), envelope_get(res, ENV_ERROR));
+    else if (envelope_get(res, ENV_ERROR) && log_limit_ok(&r->archive_fail_log, &skipped))
+        log_error("user=%s archive write failed: %s (%lu more failed in the last second)", envelope_get(res, ENV_USER),
+                  envelope_get(res, ENV_ERROR), skipped);
 }
 
 void archive_store(struct router *r, const char *owner, const char *peer, const char *dir, const char *id,

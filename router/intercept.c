@@ -11,7 +11,7 @@ typedef void (*interceptor)(struct router *r, const struct intercept_msg *m, int
 static void archive_interceptor(struct router *r, const struct intercept_msg *m, int incoming, int processed)
 {
     (void)incoming;
-    if (!processed || !m->id || !str_eq(envelope_get(m->env, ENV_TYPE), "chat") ||
+    if (!processed || !r->conf->archive.enabled || !m->id || !str_eq(envelope_get(m->env, ENV_TYPE), "chat") ||
         !(envelope_get_int(m->env, ENV_FLAGS, 0) & STANZA_FLAG_BODY))
         return;
     archive_store(r, m->from->user->user_id, m->to_user, "out", m->id, m->stamp, m->env->payload,

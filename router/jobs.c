@@ -84,6 +84,7 @@ struct jobs {
     struct queue unassigned;   /* while no worker is connected */
     size_t queued;             /* in every queue together */
     uint64_t retried;          /* J4 retries, for status */
+    struct log_limit full_log;
     uint64_t next_seq;
 };
 
@@ -331,8 +332,10 @@ void jobs_submit(struct router *r, struct envelope **req, jobs_cb cb, void *ctx)
         a->pending++;
     }
     if (j->queued >= (size_t)r->conf->router.job_queue_max) {                 /* J4 */
-        log_warn("job=%s what=%s refused: storage queue full (%zu)", job->rid, envelope_get(job->req, ENV_WHAT),
-                 j->queued);
+        unsigned long skipped;
+        if (log_limit_ok(&j->full_log, &skipped))
+            log_warn("job=%s what=%s refused: storage queue full (%zu; %lu more refused in the last second)",
+                     job->rid, envelope_get(job->req, ENV_WHAT), j->queued, skipped);
         fail(r, job, "unavailable");
         return;
     }

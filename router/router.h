@@ -15,6 +15,7 @@
 
 #include "config.h"
 #include "evzmq.h"
+#include "log.h"
 #include "strmap.h"
 
 struct envelope;
@@ -53,6 +54,7 @@ struct router {
     struct parked *parked, *parked_tail;
     int64_t last_id_usec;      /* archive.c: last message id handed out */
     double last_retention;     /* archive.c: last retention purge */
+    struct log_limit archive_fail_log;
 };
 
 /* Sends env (consumed) to a gateway by name, logging a failure once. */

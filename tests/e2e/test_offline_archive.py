@@ -871,3 +871,27 @@ def test_offline_without_storage_resource_constraint(parley):
 if __name__ == "__main__":
     import sys
     sys.exit(pytest.main([__file__, "-v"]))
+
+
+# archive.enabled = false: messages still flow, nothing is archived, and a
+# MAM query answers an empty, complete result.
+def test_archive_disabled(parley):
+    inst = wait_warm(parley(gateways=1, storage=1, archive={"enabled": False}))
+    alice_jid, bob_jid = new_user(inst, "alice"), new_user(inst, "bob")
+
+    async def scenario():
+        alice = bob = None
+        try:
+            alice = await connect(inst, alice_jid)
+            bob = await connect(inst, bob_jid)
+            body = unique("not archived")
+            send_chat(alice, bob_jid, body)
+            got = await next_msg(bob, TIMEOUT)
+            assert got["body"] == body
+            await asyncio.sleep(1.0)  # what would have been written has been by now
+            ans = await mam_query(alice, with_jid=bob_jid)
+            assert ans.error is None and ans.results == [] and ans.count == 0 and ans.complete is True, ans
+        finally:
+            await close_all(alice, bob)
+
+    run(scenario())

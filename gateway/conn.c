@@ -170,7 +170,23 @@ void conn_write(struct conn *c, const char *data, size_t len)
     }
     buf_append(&c->out, data, len);
     c->out_total += len;
-    flush(c);
+    if (!c->is_dirty) {
+        c->is_dirty = 1;
+        c->dirty_next = c->gw->dirty;
+        c->gw->dirty = c;
+    }
+}
+
+void conn_flush_all(struct gateway *gw)
+{
+    while (gw->dirty) {
+        struct conn *c = gw->dirty;
+        gw->dirty = c->dirty_next;
+        c->is_dirty = 0;
+        c->dirty_next = NULL;
+        if (!c->is_reaped)
+            flush(c);
+    }
 }
 
 void conn_write_str(struct conn *c, const char *s)

@@ -93,6 +93,8 @@ struct conn {
     uint32_t ping_seq;         /* numbers our pings' ids */
     struct sm *sm;             /* XEP-0198 state once enabled, else NULL (sm.c) */
 
+    unsigned is_dirty : 1;     /* on gw->dirty */
+    struct conn *dirty_next;
     struct conn *hnext;        /* bucket chain in gateway */
     struct conn *reap_next;
 };
@@ -101,8 +103,13 @@ struct conn {
 struct conn *conn_new(struct gateway *gw, int fd, int is_direct_tls, int is_loopback);
 struct conn *conn_find(struct gateway *gw, uint64_t id);
 
-/* Queues bytes for the client and tries to write them now. */
+/* Queues bytes for the client. They are written when the loop turn ends
+ * (conn_flush_all), so what one turn queues for a connection, say a batch
+ * of messages from the router, goes out in one write and one TLS record. */
 void conn_write(struct conn *c, const char *data, size_t len);
+/* Writes out every connection's queued output; run by a prepare watcher
+ * of the lowest priority, so after everything else in the loop turn. */
+void conn_flush_all(struct gateway *gw);
 void conn_write_str(struct conn *c, const char *s);
 /* Writes a stanza (message, presence, iq) for the client. With stream
  * management on it is also counted and kept until acknowledged (sm.c), and

@@ -55,6 +55,8 @@ struct gateway {
     uint64_t next_conn_id;
     struct conn *reap_list;    /* closed, freed at the end of the loop turn */
     ev_check reaper;
+    struct conn *dirty;        /* have output queued this loop turn */
+    ev_prepare flusher;        /* writes it all before the loop sleeps (conn.c) */
 
     ev_signal sigint, sigterm;
     int is_stopping;

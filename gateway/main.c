@@ -32,6 +32,13 @@ static void on_reap(struct ev_loop *loop, ev_check *w, int revents)
     conn_reap(w->data);
 }
 
+static void on_flush(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    conn_flush_all(w->data);
+}
+
 static void close_for_shutdown(struct conn *c, void *arg)
 {
     (void)arg;
@@ -116,6 +123,12 @@ int main(int argc, char **argv)
     if (conf->gateway.tls_port && listener_open(&gw, conf->gateway.bind_address, conf->gateway.tls_port, 1) < 0)
         goto out;
 
+    /* Lowest priority: runs after the router link's own prepare watcher has
+     * handed over everything it drained, just before the loop sleeps. */
+    ev_prepare_init(&gw.flusher, on_flush);
+    ev_set_priority(&gw.flusher, EV_MINPRI);
+    gw.flusher.data = &gw;
+    ev_prepare_start(gw.loop, &gw.flusher);
     ev_check_init(&gw.reaper, on_reap);
     gw.reaper.data = &gw;
     ev_check_start(gw.loop, &gw.reaper);
@@ -130,6 +143,7 @@ int main(int argc, char **argv)
     rc = 0;
 out:
     conn_foreach(&gw, close_for_shutdown, NULL);
+    conn_flush_all(&gw);
     conn_reap(&gw);
     listener_close_all(&gw);
     upstream_close(&gw);

@@ -34,6 +34,12 @@
  *       have doubled, which keeps the total work linear however the '>'
  *       bytes are placed, at the price of a possible delay for a stanza with
  *       a start tag over 1 KB and a '>' in an attribute value.
+ *   R7  An idle connection's parser may sleep (xml_hibernate): expat is freed
+ *       between stanzas, when every non-blank byte fed has been parsed, and
+ *       rebuilt on the next feed by parsing the stream's own start tag again
+ *       (kept verbatim, so every namespace prefix the client declared still
+ *       resolves, and its end tag still matches). Whitespace held back at
+ *       that point is only a keepalive and is dropped.
  */
 #include "xml.h"
 #include "util.h"
@@ -82,6 +88,12 @@ struct xml_parser {
     long long last_event_end; /* stream offset just past the last token seen (R6) */
     long long force_floor;    /* force a reparse only with this many bytes held (R6) */
 
+    long long last_nonblank;  /* stream offset just past the last non-blank byte fed (R7) */
+    char *replay;             /* R7: the stream's start tag as sent, to wake up with */
+    size_t replay_len;
+    int is_asleep;            /* R7: expat freed between stanzas */
+    int is_waking;            /* R7: replaying the start tag: no callbacks */
+
     struct stanza *header;    /* being assembled: namespace decls arrive first */
     struct stanza *top, *cur; /* stanza being read, and its open element */
     struct buf text;          /* text for cur, stored when cur gets a child or ends */
@@ -119,6 +131,23 @@ static void check_restart(struct xml_parser *p)
         p->stop_at = event_end(p);
         halt(p);
     }
+}
+
+/* R7: keeps the raw bytes of the stream's start tag, which expat still
+ * holds while it reports it, so the parser can be rebuilt later in the
+ * same namespace context (prefixes and all) by parsing them again. */
+static void keep_start_tag(struct xml_parser *p)
+{
+    int offset = 0, size = 0;
+    const char *ctx = XML_GetInputContext(p->xp, &offset, &size);
+    int count = XML_GetCurrentByteCount(p->xp);
+
+    free(p->replay);
+    p->replay = NULL;
+    if (!ctx || count <= 0 || offset < 0 || offset + count > size)
+        return; /* no context kept by this expat: the parser just stays awake */
+    p->replay = xstrndup(ctx + offset, (size_t)count);
+    p->replay_len = (size_t)count;
 }
 
 /* "uri\1local" -> ns "uri", name "local"; no namespace -> ns "". */
@@ -191,8 +220,18 @@ static void on_start(void *ud, const XML_Char *qname, const XML_Char **atts)
         return;
     progress(p, event_end(p));
 
+    if (p->state == XS_PROLOG && p->is_waking) {
+        /* R7: the replayed start tag; the stream was already announced. */
+        stanza_free(p->header);
+        p->header = NULL;
+        p->state = XS_OPEN;
+        XML_SetNamespaceDeclHandler(p->xp, NULL, NULL);
+        p->unit_start = event_end(p);
+        return;
+    }
     if (p->state == XS_PROLOG) {
         struct stanza *h = element_new(qname);
+        keep_start_tag(p);
         if (p->header) {
             /* Keep the namespace declarations gathered by on_ns_decl. */
             h->attrs = p->header->attrs;
@@ -398,6 +437,7 @@ void xml_free(struct xml_parser *p)
     if (!p)
         return;
     stream_reset(p);
+    free(p->replay);
     if (p->xp)
         XML_ParserFree(p->xp);
     free(p);
@@ -411,9 +451,60 @@ void xml_restart(struct xml_parser *p)
         p->want_restart = 1;
         return;
     }
-    XML_ParserReset(p->xp, "UTF-8");
+    if (p->is_asleep) {
+        p->xp = XML_ParserCreateNS("UTF-8", NS_SEP);
+        if (!p->xp)
+            abort(); /* allocation failure is fatal */
+        p->is_asleep = 0;
+    } else {
+        XML_ParserReset(p->xp, "UTF-8");
+    }
     setup_expat(p);
     stream_reset(p);
+    free(p->replay);
+    p->replay = NULL;
+}
+
+int xml_hibernate(struct xml_parser *p)
+{
+    /* R7: only between stanzas with nothing but blanks held back. */
+    if (p->is_asleep)
+        return 1;
+    if (p->in_feed || p->state != XS_OPEN || p->depth != 0 || !p->replay || p->last_event_end < p->last_nonblank)
+        return 0;
+    XML_ParserFree(p->xp);
+    p->xp = NULL;
+    buf_fini(&p->text);
+    p->is_asleep = 1;
+    return 1;
+}
+
+/* R7: a new expat, brought back inside the stream by its start tag. */
+static void wake(struct xml_parser *p)
+{
+    p->xp = XML_ParserCreateNS("UTF-8", NS_SEP);
+    if (!p->xp)
+        abort(); /* allocation failure is fatal */
+    setup_expat(p);
+    p->is_asleep = 0;
+    p->state = XS_PROLOG;
+    p->fed = p->unit_start = p->last_event_end = p->last_nonblank = p->force_floor = 0;
+    p->events = 0;
+    p->is_waking = 1;
+    (void)XML_Parse(p->xp, p->replay, (int)p->replay_len, XML_FALSE);
+    if (XML_SetReparseDeferralEnabled) {
+        /* The tag must be taken now, not held back (R6). */
+        (void)XML_SetReparseDeferralEnabled(p->xp, XML_FALSE);
+        (void)XML_Parse(p->xp, NULL, 0, XML_FALSE);
+        (void)XML_SetReparseDeferralEnabled(p->xp, XML_TRUE);
+    }
+    p->is_waking = 0;
+    p->fed = (long long)p->replay_len;
+    p->last_nonblank = p->fed;
+    if (p->state != XS_OPEN) {
+        /* Cannot happen with bytes expat accepted once; be safe anyway. */
+        set_failed(p);
+    }
 }
 
 /* R6: a '>' arrived; make expat look at the bytes it is holding back.
@@ -462,8 +553,20 @@ int xml_feed(struct xml_parser *p, const char *buf, size_t len, size_t *consumed
         return XML_OK;
     }
 
+    if (p->is_asleep)
+        wake(p);
+    if (p->state == XS_FAILED)
+        return XML_ERR_CLOSED;
+
     long long base = p->fed;
     unsigned long events_before = p->events;
+    for (size_t i = len; i > 0; i--) {
+        char ch = buf[i - 1];
+        if (ch != ' ' && ch != '\t' && ch != '\r' && ch != '\n') {
+            p->last_nonblank = base + (long long)i;
+            break;
+        }
+    }
     size_t off = 0;
     int status = XML_STATUS_OK;
     p->in_feed = 1;

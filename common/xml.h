@@ -79,4 +79,13 @@ void xml_restart(struct xml_parser *p);
 /* Short static description of an XML_* code, for logs. */
 const char *xml_error_string(int code);
 
+/*
+ * Frees expat's state (about 12 KB) while the stream sits between stanzas,
+ * which is where an idle connection spends its life. The next xml_feed
+ * rebuilds it by parsing the stream's start tag again, silently, so
+ * callers see no difference. Returns 1 when asleep, 0 when the parser is
+ * in the middle of something (then it stays as it is). Not from a callback.
+ */
+int xml_hibernate(struct xml_parser *p);
+
 #endif

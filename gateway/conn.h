@@ -94,6 +94,7 @@ struct conn {
     struct sm *sm;             /* XEP-0198 state once enabled, else NULL (sm.c) */
 
     unsigned is_dirty : 1;     /* on gw->dirty */
+    unsigned is_parser_asleep : 1; /* idle.c I5: xml_hibernate()d */
     struct conn *dirty_next;
     struct conn *hnext;        /* bucket chain in gateway */
     struct conn *reap_next;

@@ -57,6 +57,7 @@ struct gateway {
     ev_check reaper;
     struct conn *dirty;        /* have output queued this loop turn */
     ev_prepare flusher;        /* writes it all before the loop sleeps (conn.c) */
+    ev_timer sweep;            /* idle.c: lets idle connections' parsers sleep */
 
     ev_signal sigint, sigterm;
     int is_stopping;

@@ -20,6 +20,9 @@
  *       activity like any other, and the gateway consumes it
  *   I4  the timeout closes with <connection-timeout/> (RFC 6120 §4.9.3.4)
  *       and counts as a drop, not a close by either side
+ *   I5  a bound connection silent for IDLE_SLEEP_AFTER seconds lets its XML
+ *       parser sleep (xml_hibernate, R7 in common/xml.c): most of an idle
+ *       session's memory is expat's, and the next bytes rebuild it
  */
 #include "idle.h"
 #include "conn.h"
@@ -27,6 +30,9 @@
 #include "stanza.h"
 #include "stream.h"
 #include "util.h"
+#include "xml.h"
+
+#include <malloc.h>
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -60,6 +66,7 @@ void idle_start(struct conn *c)
 
 void idle_on_traffic(struct conn *c)
 {
+    c->is_parser_asleep = 0; /* the feed that follows wakes it (I5) */
     c->last_activity = ev_now(c->gw->loop);                                 /* I1 */
 }
 
@@ -116,4 +123,40 @@ int idle_is_pong(const struct conn *c, const struct stanza *s)
         return 0;
     ping_id(c, id, sizeof(id));
     return str_eq(stanza_attr(s, "id"), id);
+}
+
+/* I5 */
+#define IDLE_SLEEP_AFTER 1.0
+
+struct sweep {
+    double now;
+    size_t slept;
+};
+
+static void sleep_parser(struct conn *c, void *arg)
+{
+    struct sweep *sw = arg;
+    if (c->state == CONN_BOUND && !c->is_waiting && c->xml && !c->is_parser_asleep &&
+        sw->now - c->last_activity >= IDLE_SLEEP_AFTER && xml_hibernate(c->xml)) {
+        c->is_parser_asleep = 1; /* cleared by the next read */
+        sw->slept++;
+    }
+}
+
+static void on_sweep(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    struct sweep sw = { ev_now(loop), 0 };
+    conn_foreach(w->data, sleep_parser, &sw);
+    /* Hand the freed pages back to the system, not just to malloc: a
+     * gateway that held a burst of logins shrinks when they go idle. */
+    if (sw.slept >= 64)
+        (void)malloc_trim(0); /* returns whether anything was released */
+}
+
+void idle_sweep_start(struct gateway *gw)
+{
+    ev_timer_init(&gw->sweep, on_sweep, IDLE_SLEEP_AFTER, IDLE_SLEEP_AFTER);
+    gw->sweep.data = gw;
+    ev_timer_start(gw->loop, &gw->sweep);
 }

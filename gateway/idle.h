@@ -18,4 +18,10 @@ void idle_on_timer(struct conn *c);
  * caller consumes it instead of routing it. s is not consumed. */
 int idle_is_pong(const struct conn *c, const struct stanza *s);
 
+/* Starts the once-a-second sweep that lets the XML parser of connections
+ * silent for IDLE_SLEEP_AFTER seconds sleep (xml_hibernate): most of an
+ * idle session's memory is expat's. */
+struct gateway;
+void idle_sweep_start(struct gateway *gw);
+
 #endif

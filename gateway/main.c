@@ -5,6 +5,7 @@
  */
 #include "conn.h"
 #include "gateway.h"
+#include "idle.h"
 #include "listener.h"
 #include "log.h"
 #include "sasl.h"
@@ -129,6 +130,7 @@ int main(int argc, char **argv)
     ev_set_priority(&gw.flusher, EV_MINPRI);
     gw.flusher.data = &gw;
     ev_prepare_start(gw.loop, &gw.flusher);
+    idle_sweep_start(&gw);
     ev_check_init(&gw.reaper, on_reap);
     gw.reaper.data = &gw;
     ev_check_start(gw.loop, &gw.reaper);

@@ -661,6 +661,67 @@ static void test_error_strings(void **state)
         assert_string_not_equal(xml_error_string(c), "unknown XML error");
 }
 
+
+/* R7: a sleeping parser wakes inside the same stream: prefixes declared on
+ * the stream header still resolve, no second open is reported, and the
+ * stream can still be closed. */
+static void test_hibernate_and_wake(void **state)
+{
+    (void)state;
+    struct rec r;
+    const char *hdr = "<s:stream xmlns='jabber:client' xmlns:s='http://etherx.jabber.org/streams' "
+                      "xmlns:q='urn:test:q' to='example.com' version='1.0'>";
+    rec_init(&r, 0, 0);
+    assert_int_equal(feed(&r, hdr, strlen(hdr)), XML_OK);
+    assert_int_equal(feed(&r, "<presence/> \n", 13), XML_OK);
+    assert_int_equal(xml_hibernate(r.p), 1);
+    assert_int_equal(xml_hibernate(r.p), 1); /* idempotent */
+    const char *m = "<message to='a@b'><q:x q:k='v'/><body>hi</body></message>";
+    assert_int_equal(feed(&r, m, strlen(m)), XML_OK);
+    assert_int_equal(r.opens, 1);
+    assert_int_equal(r.stanzas, 2);
+    assert_non_null(strstr(r.log.data, "<x xmlns='urn:test:q'"));
+    assert_int_equal(xml_hibernate(r.p), 1);
+    assert_int_equal(feed(&r, "</s:stream>", 11), XML_OK);
+    assert_int_equal(r.closes, 1);
+    rec_fini(&r);
+}
+
+/* R7: a parser in the middle of a stanza, or holding part of a tag, stays
+ * awake, and the stanza completes normally. */
+static void test_hibernate_refused_mid_stanza(void **state)
+{
+    (void)state;
+    struct rec r;
+    rec_init(&r, 0, 0);
+    assert_int_equal(feed(&r, HDR, strlen(HDR)), XML_OK);
+    assert_int_equal(feed(&r, "<message><body>par", 18), XML_OK);
+    assert_int_equal(xml_hibernate(r.p), 0);
+    assert_int_equal(feed(&r, "t</body></message><pres", 23), XML_OK);
+    assert_int_equal(xml_hibernate(r.p), 0);
+    assert_int_equal(feed(&r, "ence/>", 6), XML_OK);
+    assert_int_equal(r.stanzas, 2);
+    assert_int_equal(xml_hibernate(r.p), 1);
+    rec_fini(&r);
+}
+
+/* R7: before the stream is open there is nothing to sleep on; after a
+ * restart (new stream) the old start tag is not replayed. */
+static void test_hibernate_prolog_and_restart(void **state)
+{
+    (void)state;
+    struct rec r;
+    rec_init(&r, 0, 0);
+    assert_int_equal(xml_hibernate(r.p), 0);
+    assert_int_equal(feed(&r, HDR "<presence/>", strlen(HDR) + 11), XML_OK);
+    assert_int_equal(xml_hibernate(r.p), 1);
+    xml_restart(r.p);
+    assert_int_equal(feed(&r, HDR "<iq type='get' id='1'/>", strlen(HDR) + 23), XML_OK);
+    assert_int_equal(r.opens, 2);
+    assert_int_equal(r.stanzas, 2);
+    rec_fini(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -694,6 +755,9 @@ int main(void)
         cmocka_unit_test(test_data_after_close),
         cmocka_unit_test(test_data_after_close_same_buffer),
         cmocka_unit_test(test_error_strings),
+        cmocka_unit_test(test_hibernate_and_wake),
+        cmocka_unit_test(test_hibernate_refused_mid_stanza),
+        cmocka_unit_test(test_hibernate_prolog_and_restart),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -599,3 +599,28 @@ def test_own_resources_see_each_other(server):
         await close_all(a1)
 
     scenario_with_pool(body)
+
+
+# Issue "Sessions", gateway failure: alice's gateway is killed (-9); within
+# the heartbeat timeout the router ends her session as a dropped one, so
+# bob, on the other gateway, sees her unavailable exactly once (V5).
+def test_gateway_killed_contacts_see_unavailable(parley):
+    inst = parley(gateways=2, storage=1, router={"peer_timeout_ms": 2000})
+    alice, bob = new_user(inst, "alice"), new_user(inst, "bob")
+
+    async def body(pool):
+        a = await connect(inst, f"{alice}/a", 0, roster=True, pool=pool)
+        b = await connect(inst, f"{bob}/b", 1, roster=True, pool=pool)
+        await subscribe_mutually(a, b)
+        await expect_presence(b, a.boundjid.full)
+        await quiet(a, b)
+        killed = time.monotonic()
+        inst.kill("gateway-1", signal.SIGKILL)
+        got = await expect_presence(b, a.boundjid.full, type="unavailable", timeout=8)
+        assert got["at"] - killed < 6, f"unavailable only after {got['at'] - killed:.1f} s"
+        await asyncio.sleep(COUNT_WINDOW_S)
+        gone = [p for p in presences_from(b, a.boundjid.full) if p["type"] == "unavailable"]
+        assert len(gone) == 1, f"bob got {len(gone)} unavailable presences from alice: {gone}"
+        await close_all(b)
+
+    scenario_with_pool(body)

@@ -475,12 +475,9 @@ def test_gateway_killed_sessions_end(parley):
             elapsed = time.monotonic() - killed
             assert f"{bob}/gw1" in login_ids(rows), rows
             assert all(r["gateway"] != "gateway-2" for r in rows), rows
-            # TODO(presence): bob, subscribed to alice, must also receive
-            # <presence type='unavailable' from='alice/gw2'/> here (RFC 6121
-            # §4.5.3.2; router/presence.c rule V5, a session that ends without
-            # saying unavailable gets one from the server). That needs the
-            # presence feature, which was not finished when this was written;
-            # until then the session table is what this test checks.
+            # That contacts also get alice's unavailable presence (router/
+            # presence.c V5) is checked with a subscription in
+            # test_presence.py::test_gateway_killed_contacts_see_unavailable.
             names = {r.get("name") for r in await asyncio.to_thread(inst.status)}
             assert "gateway-2" not in names, names
             # bob's gateway carries on; alice logs in there.

@@ -14,6 +14,11 @@
  * account in SQL (EXISTS / FROM u), and offline_put counts and inserts in
  * one statement (count, then insert: the quota).
  *
+ * The offline_puts and archive_puts of a batch, most of a burst, are not
+ * sent one by one but grouped first: one multi-row statement per table
+ * (see "grouped writes" below); only when a grouped statement fails do its
+ * writes take the path above.
+ *
  * When a write's statement fails, the server skips the rest of that Sync
  * segment and refuses the later ones: the transaction is aborted (libpq
  * "Pipeline Mode", error handling). The next round starts with ROLLBACK TO
@@ -56,6 +61,8 @@ struct pipeline {
     struct cmd *cmds;
     size_t ncmds, cap;
     int lost;              /* a transaction-level failure happened */
+    unsigned char *is_grouped;   /* per write: answered by a grouped statement */
+    size_t *todo, ntodo;         /* the other writes, in order */
 };
 
 /* A user that stores something must exist (backend.h); u is that check. */
@@ -65,7 +72,8 @@ struct pipeline {
  * server no parsing or planning). */
 enum stmt {
     ST_QUOTA_LOCK, ST_SAVEPOINT, ST_RELEASE, ST_ROSTER_PUT, ST_ROSTER_GROUPS, ST_ROSTER_DEL, ST_PENDING_PUT, ST_PENDING_DEL,
-    ST_LAST_SET, ST_OFFLINE_PUT, ST_OFFLINE_DEL, ST_ARCHIVE_PUT, ST_COUNT
+    ST_LAST_SET, ST_OFFLINE_PUT, ST_OFFLINE_DEL, ST_ARCHIVE_PUT, ST_ARCHIVE_MANY, ST_OFFLINE_CHECK, ST_OFFLINE_MANY,
+    ST_COUNT
 };
 
 static const struct {
@@ -118,6 +126,27 @@ static const struct {
         WITH_USER ", i AS (INSERT INTO archive (user_id, id, peer, stamp, dir, xml)"
                   "        SELECT $1, $2, $3, $4::bigint, $5, $6 FROM u ON CONFLICT DO NOTHING)"
                   " SELECT count(*) FROM u" },
+    /* The grouped forms (group_archive, group_offline): one statement for
+     * many writes. The accounts are checked set-wise; the answer is the
+     * known accounts among the writes' users. */
+    [ST_ARCHIVE_MANY] = { "parley_archive_many",
+        "WITH v AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[])"
+        "           AS v(user_id, id, peer, stamp, dir, xml)),"
+        " k AS (SELECT user_id FROM users WHERE user_id IN (SELECT user_id FROM v)),"
+        " i AS (INSERT INTO archive (user_id, id, peer, stamp, dir, xml)"
+        "       SELECT v.* FROM v JOIN k USING (user_id) ON CONFLICT DO NOTHING)"
+        " SELECT user_id FROM k" },
+    /* Known users with their queue length (id NULL), then the (user, id)
+     * pairs already stored: all group_offline needs to decide in C. */
+    [ST_OFFLINE_CHECK] = { "parley_offline_check",
+        "SELECT u.user_id, NULL::text, (SELECT count(*) FROM offline_messages o WHERE o.user_id = u.user_id)"
+        " FROM users u WHERE u.user_id = ANY ($1::text[])"
+        " UNION ALL"
+        " SELECT o.user_id, o.id, 0 FROM unnest($1::text[], $2::text[]) AS v(user_id, id)"
+        " JOIN offline_messages o ON o.user_id = v.user_id AND o.id = v.id" },
+    [ST_OFFLINE_MANY] = { "parley_offline_many",
+        "INSERT INTO offline_messages (user_id, id, stamp, xml)"
+        " SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[]) ON CONFLICT DO NOTHING" },
 };
 
 static void push(struct pipeline *p, enum role role, size_t job, int is_key, ExecStatusType want)
@@ -175,11 +204,17 @@ static void array_literal(struct buf *out, const char *const *v, size_t n)
 {
     buf_append(out, "{", 1);
     for (size_t i = 0; i < n; i++) {
+        const char *c = v[i];
         buf_append_str(out, i ? ",\"" : "\"");
-        for (const char *c = v[i]; *c; c++) {
-            if (*c == '"' || *c == '\\')
+        /* Runs without a quote or backslash in one append: payloads are long. */
+        while (*c) {
+            size_t run = strcspn(c, "\"\\");
+            buf_append(out, c, run);
+            c += run;
+            if (*c) {
                 buf_append(out, "\\", 1);
-            buf_append(out, c, 1);
+                buf_append(out, c++, 1);
+            }
         }
         buf_append(out, "\"", 1);
     }
@@ -384,6 +419,309 @@ static void quota_lock(struct pipeline *p, size_t n)
     free(users);
 }
 
+/* ---- grouped writes --------------------------------------------------------
+ *
+ * Most of a burst is offline_put and archive_put (three writes per offline
+ * message). Instead of SAVEPOINT + statement + RELEASE each, all the
+ * archive_puts of a batch go in one multi-row statement, and the
+ * offline_puts in one check (counts and stored ids) plus one multi-row
+ * insert, the quota decided in C in between. Each grouped statement runs
+ * under its own savepoint and is waited for; when it fails, it alone is
+ * rolled back and its writes run one by one afterwards, as before, so
+ * every write's result stays what it would be alone. Nothing else in a
+ * batch touches the archive, and user_add/user_del never share a batch
+ * (jobs.c), so taking these writes out of order is invisible, except for
+ * an offline_del of the same user: those users' offline_puts keep their
+ * place. The quota count cannot race: quota_lock holds every such user.
+ */
+
+/* A set of (a, b) string pairs (b may be NULL) with a count each; the
+ * strings are borrowed. Open addressing, never more than half full. */
+struct pairs {
+    struct pair {
+        const char *a, *b;
+        int64_t n;
+    } *v;
+    size_t cap;
+};
+
+static void pairs_init(struct pairs *s, size_t max)
+{
+    s->cap = 16;
+    while (s->cap < 2 * max)
+        s->cap *= 2;
+    s->v = xcalloc(s->cap, sizeof(*s->v));
+}
+
+static size_t pairs_hash(const char *a, const char *b)
+{
+    size_t h = 1469598103934665603u;
+    for (; *a; a++)
+        h = (h ^ (unsigned char)*a) * 1099511628211u;
+    h = (h ^ 0xff) * 1099511628211u;
+    for (; b && *b; b++)
+        h = (h ^ (unsigned char)*b) * 1099511628211u;
+    return h;
+}
+
+/* The entry of (a, b); with add, a new one (n 0) when absent, else NULL. */
+static struct pair *pairs_find(struct pairs *s, const char *a, const char *b, int add)
+{
+    size_t i = pairs_hash(a, b) & (s->cap - 1);
+
+    for (; s->v[i].a; i = (i + 1) & (s->cap - 1))
+        if (strcmp(s->v[i].a, a) == 0 && (b ? s->v[i].b && strcmp(s->v[i].b, b) == 0 : !s->v[i].b))
+            return &s->v[i];
+    if (!add)
+        return NULL;
+    s->v[i] = (struct pair){ a, b, 0 };
+    return &s->v[i];
+}
+
+/* Sends cmd (no parameters) as a Sync segment of its own and reads it. */
+static void exec_alone(struct pipeline *p, const char *sql)
+{
+    PGconn *c = p->pg->conn;
+    PGresult *r, *s;
+
+    if (!PQsendQueryParams(c, sql, 0, NULL, NULL, NULL, NULL, 0) || !PQpipelineSync(c) || !(r = PQgetResult(c))) {
+        p->lost = 1;
+        return;
+    }
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        (void)pg_fail(p->pg, p->pg->base.job, "batch transaction", r);
+        p->lost = 1;
+        return;
+    }
+    PQclear(r);
+    PQclear(PQgetResult(c));
+    s = PQgetResult(c);
+    if (PQresultStatus(s) != PGRES_PIPELINE_SYNC)
+        p->lost = 1;
+    PQclear(s);
+}
+
+/*
+ * Runs prepared statement st (n text parameters) under savepoint w and
+ * waits for it. Returns its result when it has status want (the caller
+ * clears it); else NULL, with p->lost set on a transaction-level failure,
+ * or, when the statement alone failed (logged as what), after rolling it
+ * back so that the transaction goes on.
+ */
+static PGresult *group_exec(struct pipeline *p, enum stmt st, int n, const char *const *args, ExecStatusType want,
+                            const char *what)
+{
+    PGconn *c = p->pg->conn;
+    PGresult *r[3] = { NULL, NULL, NULL }, *s;
+    int failed = 0;
+
+    if (p->lost)
+        return NULL;
+    if (!PQsendQueryPrepared(c, stmts[ST_SAVEPOINT].name, 0, NULL, NULL, NULL, 0)
+        || !PQsendQueryPrepared(c, stmts[st].name, n, args, NULL, NULL, 0)
+        || !PQsendQueryPrepared(c, stmts[ST_RELEASE].name, 0, NULL, NULL, NULL, 0) || !PQpipelineSync(c)) {
+        p->lost = 1;
+        return NULL;
+    }
+    for (int i = 0; i < 3; i++) {
+        if (!(r[i] = PQgetResult(c))) {
+            p->lost = 1;
+            break;
+        }
+        PQclear(PQgetResult(c));   /* the NULL that ends each command's results */
+    }
+    if (!p->lost) {
+        s = PQgetResult(c);
+        if (PQresultStatus(s) != PGRES_PIPELINE_SYNC)
+            p->lost = 1;
+        PQclear(s);
+    }
+    if (!p->lost && PQresultStatus(r[0]) != PGRES_COMMAND_OK) {
+        (void)pg_fail(p->pg, p->pg->base.job, "batch transaction", r[0]);
+        r[0] = NULL;
+        p->lost = 1;
+    } else if (!p->lost && PQresultStatus(r[1]) != want) {
+        failed = 1;
+        if (pg_fail(p->pg, p->pg->base.job, what, r[1]) == BACKEND_ERR_UNAVAILABLE)
+            p->lost = 1;
+        r[1] = NULL;
+    } else if (!p->lost && PQresultStatus(r[2]) != PGRES_COMMAND_OK) {
+        (void)pg_fail(p->pg, p->pg->base.job, "batch transaction", r[2]);
+        r[2] = NULL;
+        p->lost = 1;
+    }
+    PQclear(r[0]);
+    PQclear(r[2]);
+    if (p->lost || failed) {
+        PQclear(r[1]);
+        if (failed && !p->lost) {
+            log_info("job=%s %s failed; running those writes one by one", p->pg->base.job, what);
+            exec_alone(p, "ROLLBACK TO SAVEPOINT w");
+            exec_alone(p, "RELEASE SAVEPOINT w");
+        }
+        return NULL;
+    }
+    return r[1];
+}
+
+/* Array literals of the strings v[0..n) into out[0..n). */
+static void literals(struct buf *out, const char **v[], size_t nv, size_t n)
+{
+    for (size_t j = 0; j < nv; j++) {
+        buf_init(&out[j]);
+        array_literal(&out[j], v[j], n);
+    }
+}
+
+static void literals_fini(struct buf *out, size_t nv)
+{
+    for (size_t j = 0; j < nv; j++)
+        buf_fini(&out[j]);
+}
+
+/* Every archive_put of the batch in one statement. */
+static void group_archive(struct pipeline *p, size_t n)
+{
+    size_t m = 0, *ks = xcalloc(n, sizeof(*ks));
+    const char **col[6];
+    char (*stamps)[24] = xcalloc(n, sizeof(*stamps));
+    struct buf arr[6];
+    const char *args[6];
+    PGresult *r;
+
+    for (size_t k = 0; k < n; k++)
+        if (p->w[k].kind == BW_ARCHIVE_PUT)
+            ks[m++] = k;
+    if (m == 0 || p->lost)
+        goto out;
+    for (int j = 0; j < 6; j++)
+        col[j] = xcalloc(m, sizeof(**col));
+    for (size_t i = 0; i < m; i++) {
+        const struct backend_write *w = &p->w[ks[i]];
+        snprintf(stamps[i], sizeof(stamps[i]), "%" PRId64, w->stamp);
+        col[0][i] = w->user, col[1][i] = w->id, col[2][i] = w->jid;
+        col[3][i] = stamps[i], col[4][i] = w->text, col[5][i] = w->xml;
+    }
+    literals(arr, col, 6, m);
+    for (int j = 0; j < 6; j++)
+        args[j] = arr[j].data;
+    r = group_exec(p, ST_ARCHIVE_MANY, 6, args, PGRES_TUPLES_OK, "grouped archive_puts");
+    literals_fini(arr, 6);
+    for (int j = 0; j < 6; j++)
+        free(col[j]);
+    if (r) {
+        struct pairs known;
+        pairs_init(&known, (size_t)PQntuples(r));
+        for (int i = 0; i < PQntuples(r); i++)
+            pairs_find(&known, PQgetvalue(r, i, 0), NULL, 1);
+        for (size_t i = 0; i < m; i++) {
+            struct backend_write *w = &p->w[ks[i]];
+            w->rc = pairs_find(&known, w->user, NULL, 0) ? BACKEND_OK : BACKEND_ERR_NOT_FOUND;
+            p->is_grouped[ks[i]] = 1;
+        }
+        free(known.v);
+        PQclear(r);
+    }
+out:
+    free(stamps);
+    free(ks);
+}
+
+/* Whether the batch deletes offline messages of user. */
+static int has_offline_del(const struct pipeline *p, size_t n, const char *user)
+{
+    for (size_t k = 0; k < n; k++)
+        if (p->w[k].kind == BW_OFFLINE_DEL && strcmp(p->w[k].user, user) == 0)
+            return 1;
+    return 0;
+}
+
+/* The offline_puts of the batch: one check, the quota in C, one insert. */
+static void group_offline(struct pipeline *p, size_t n)
+{
+    size_t m = 0, na = 0, *ks = xcalloc(n, sizeof(*ks)), *acc = xcalloc(n, sizeof(*acc));
+    const char **col[4];
+    char (*stamps)[24] = xcalloc(n, sizeof(*stamps));
+    struct buf arr[4];
+    const char *args[4];
+    struct pairs users = { 0 }, ids = { 0 };
+    PGresult *r = NULL, *ins;
+
+    for (size_t k = 0; k < n; k++)
+        if (p->w[k].kind == BW_OFFLINE_PUT && !has_offline_del(p, n, p->w[k].user))
+            ks[m++] = k;
+    if (m == 0 || p->lost)
+        goto out;
+    for (int j = 0; j < 4; j++)
+        col[j] = xcalloc(m, sizeof(**col));
+    for (size_t i = 0; i < m; i++)
+        col[0][i] = p->w[ks[i]].user, col[1][i] = p->w[ks[i]].id;
+    literals(arr, col, 2, m);
+    args[0] = arr[0].data, args[1] = arr[1].data;
+    r = group_exec(p, ST_OFFLINE_CHECK, 2, args, PGRES_TUPLES_OK, "grouped offline_put check");
+    literals_fini(arr, 2);
+    if (!r)
+        goto cols;
+
+    /* Decide in order, as one by one would: unknown account, a repeat
+     * (stored, or accepted earlier in this batch), the quota. */
+    pairs_init(&users, (size_t)PQntuples(r));
+    pairs_init(&ids, (size_t)PQntuples(r) + m);
+    for (int i = 0; i < PQntuples(r); i++) {
+        if (PQgetisnull(r, i, 1))
+            pairs_find(&users, PQgetvalue(r, i, 0), NULL, 1)->n = pg_int(r, i, 2);
+        else
+            pairs_find(&ids, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), 1);
+    }
+    for (size_t i = 0; i < m; i++) {
+        struct backend_write *w = &p->w[ks[i]];
+        struct pair *u = pairs_find(&users, w->user, NULL, 0);
+        if (!u) {
+            w->rc = BACKEND_ERR_NOT_FOUND;
+        } else if (pairs_find(&ids, w->user, w->id, 0)) {
+            w->rc = BACKEND_OK;   /* a repeat: the first put stored it */
+        } else if (u->n >= w->limit) {
+            w->rc = BACKEND_ERR_QUOTA;
+        } else {
+            w->rc = BACKEND_OK;
+            u->n++;
+            pairs_find(&ids, w->user, w->id, 1);
+            acc[na++] = ks[i];
+        }
+    }
+    if (na > 0) {
+        for (size_t i = 0; i < na; i++) {
+            const struct backend_write *w = &p->w[acc[i]];
+            snprintf(stamps[i], sizeof(stamps[i]), "%" PRId64, w->stamp);
+            col[0][i] = w->user, col[1][i] = w->id, col[2][i] = stamps[i], col[3][i] = w->xml;
+        }
+        literals(arr, col, 4, na);
+        for (int j = 0; j < 4; j++)
+            args[j] = arr[j].data;
+        ins = group_exec(p, ST_OFFLINE_MANY, 4, args, PGRES_COMMAND_OK, "grouped offline_puts");
+        literals_fini(arr, 4);
+        if (!ins) {
+            /* Rolled back: they run one by one, in their place. */
+            for (size_t i = 0; i < m; i++)
+                p->w[ks[i]].rc = BACKEND_OK;
+            goto cols;
+        }
+        PQclear(ins);
+    }
+    for (size_t i = 0; i < m; i++)
+        p->is_grouped[ks[i]] = 1;
+cols:
+    for (int j = 0; j < 4; j++)
+        free(col[j]);
+out:
+    free(users.v);
+    free(ids.v);
+    PQclear(r);
+    free(stamps);
+    free(acc);
+    free(ks);
+}
+
 /*
  * One run of the whole batch; BACKEND_OK when it committed. A round sends
  * up to PIPE_WINDOW writes (a Sync after every PIPE_CHUNK) before reading
@@ -395,36 +733,55 @@ static int attempt(struct pipeline *p, size_t n)
 {
     size_t pos = 0, failed = n;
 
-    for (size_t k = 0; k < n; k++)
+    for (size_t k = 0; k < n; k++) {
         p->w[k].rc = BACKEND_OK;
+        p->is_grouped[k] = 0;
+    }
     if (PQenterPipelineMode(p->pg->conn) != 1)
         p->lost = 1;
     send_sql(p, "BEGIN", 0, NULL, R_BEGIN, 0, 0, PGRES_COMMAND_OK);
     quota_lock(p, n);
+    /* BEGIN and the locks first: the grouped statements wait for their results. */
+    sync(p);
+    (void)read_round(p, n);
+    group_archive(p, n);
+    group_offline(p, n);
+    p->ntodo = 0;
+    for (size_t k = 0; k < n; k++)
+        if (!p->is_grouped[k])
+            p->todo[p->ntodo++] = k;
     while (!p->lost) {
-        size_t end = pos + PIPE_WINDOW < n ? pos + PIPE_WINDOW : n;
+        size_t end = pos + PIPE_WINDOW < p->ntodo ? pos + PIPE_WINDOW : p->ntodo;
         if (failed != n) {
             /* Undo the failed write alone; the server skipped the rest. */
             send_sql(p, "ROLLBACK TO SAVEPOINT w", 0, NULL, R_ROLLBACK_TO, failed, 0, PGRES_COMMAND_OK);
             send_stmt(p, ST_RELEASE, 0, NULL, R_RELEASE, failed, 0, PGRES_COMMAND_OK);
         }
-        for (size_t k = pos; k < end; k++) {
+        for (size_t i = pos; i < end; i++) {
+            size_t k = p->todo[i];
             send_stmt(p, ST_SAVEPOINT, 0, NULL, R_SAVEPOINT, k, 0, PGRES_COMMAND_OK);
             send_write(p, k);
             send_stmt(p, ST_RELEASE, 0, NULL, R_RELEASE, k, 0, PGRES_COMMAND_OK);
-            if ((k - pos + 1) % PIPE_CHUNK == 0 && k + 1 < end)
+            if ((i - pos + 1) % PIPE_CHUNK == 0 && i + 1 < end)
                 sync(p);
         }
         /* COMMIT never starts a Sync segment: after a failure in an earlier
          * segment, the command before it is refused and COMMIT skipped,
          * instead of rolling back the aborted transaction. */
-        if (end == n)
+        if (end == p->ntodo)
             send_sql(p, "COMMIT", 0, NULL, R_COMMIT, 0, 0, PGRES_COMMAND_OK);
         sync(p);
         failed = read_round(p, n);
-        if (p->lost || (failed == n && end == n))
+        if (p->lost || (failed == n && end == p->ntodo))
             break;
-        pos = failed == n ? end : failed + 1;
+        if (failed == n) {
+            pos = end;
+        } else {
+            /* todo is in order: failed is at or after pos. */
+            while (p->todo[pos] != failed)
+                pos++;
+            pos++;
+        }
     }
     if (p->lost) {
         /* Whatever state the pipeline is in, closing the connection rolls
@@ -452,6 +809,9 @@ int pg_write(struct backend *b, struct backend_write *w, size_t n)
     struct pipeline p = { .pg = pg, .w = w };
     int rc = BACKEND_ERR_UNAVAILABLE;
 
+    p.is_grouped = xcalloc(n ? n : 1, sizeof(*p.is_grouped));
+    p.todo = xcalloc(n ? n : 1, sizeof(*p.todo));
+
     for (int run = 0; run < 2 && rc != BACKEND_OK; run++) {
         if (run == 1) {
             log_info("job=%s batch of %zu writes: transaction failed; retrying once on a new connection",
@@ -470,6 +830,8 @@ int pg_write(struct backend *b, struct backend_write *w, size_t n)
         rc = attempt(&p, n);
     }
     free(p.cmds);
+    free(p.is_grouped);
+    free(p.todo);
     if (rc != BACKEND_OK)
         for (size_t k = 0; k < n; k++)
             w[k].rc = BACKEND_ERR_UNAVAILABLE;

@@ -839,6 +839,51 @@ def test_batch_isolates_a_failing_write(env):
     assert "boom" in w.log()
 
 
+# Quotes, backslashes, braces and commas: array literal syntax in PostgreSQL.
+ODD = '<message type="chat"><body>a "b" \\ c\\"d {e,f} NULL</body></message>'
+
+
+def test_batch_mixed_offline_and_archive_puts(env):
+    # In one batch of offline_puts and archive_puts (grouped into multi-row
+    # statements on PostgreSQL), every job gets the answer it would get
+    # alone: unknown accounts not-found, repeats (stored or earlier in the
+    # batch) no-ops even when full, the quota counted in order, and an
+    # offline_del of the same user seen in its place.
+    w = env.worker()
+    new_user(env, "bert@example.org")
+    new_user(env, "carl@example.org")
+    ok(env, "offline_put", msg(0), user="bert@example.org", id="o0", stamp=0, limit=3)
+    ok(env, "archive_put", msg(0), user="bert@example.org", id="a0", jid="x@example.org", stamp=0, text="in")
+    b = {"user": "bert@example.org", "limit": 3}
+    c = {"user": "carl@example.org", "limit": 1}
+    arch = {"user": "bert@example.org", "jid": "x@example.org", "text": "out"}
+    jobs = [("archive_put", msg(1), {**arch, "id": "a1", "stamp": 1}),
+            ("offline_put", msg(1), {**b, "id": "o1", "stamp": 1}),
+            ("archive_put", msg(1), {**arch, "user": "nobody@example.org", "id": "a1", "stamp": 1}),
+            ("offline_put", msg(1), {**b, "user": "nobody@example.org", "id": "o1", "stamp": 1}),
+            ("offline_put", msg(1), {**b, "id": "o1", "stamp": 1}),
+            ("archive_put", msg(9), {**arch, "id": "a0", "stamp": 9}),
+            ("offline_put", msg(9), {**b, "id": "o0", "stamp": 9}),
+            ("offline_put", msg(2), {**b, "id": "o2", "stamp": 2}),
+            ("offline_put", msg(3), {**b, "id": "o3", "stamp": 3}),
+            ("offline_put", msg(1), {**b, "id": "o1", "stamp": 1}),
+            ("offline_put", msg(4), {**c, "id": "c1", "stamp": 4}),
+            ("offline_put", msg(5), {**c, "id": "c2", "stamp": 5}),
+            ("offline_del", "c1", {"user": "carl@example.org"}),
+            ("offline_put", msg(6), {**c, "id": "c3", "stamp": 6}),
+            ("archive_put", ODD, {**arch, "id": "a2", "stamp": 2})]
+    with paused(w):
+        ids = env.router.send_jobs(W, jobs)
+    errors = [hdr.get("error") for hdr, _ in env.router.results(W, ids)]
+    assert errors == [None, None, "not-found", "not-found", None, None, None, None, "resource-constraint", None,
+                      None, "resource-constraint", None, None, None]
+    assert env.store.sql("SELECT user_id, id, stamp FROM offline_messages ORDER BY user_id, id") == [
+        ("bert@example.org", "o0", "0"), ("bert@example.org", "o1", "1"), ("bert@example.org", "o2", "2"),
+        ("carl@example.org", "c3", "6")]
+    assert env.store.sql("SELECT id, stamp, dir, xml FROM archive ORDER BY id") == [
+        ("a0", "0", "in", msg(0)), ("a1", "1", "out", msg(1)), ("a2", "2", "out", ODD)]
+
+
 def test_batch_failures_far_apart(env):
     # In a batch of 300 writes, failures early, in the middle and last are
     # each rolled back alone (on PostgreSQL they fall in different pipeline

@@ -17,9 +17,11 @@ GATEWAY_SRC := $(wildcard gateway/*.c)
 ROUTER_SRC  := $(wildcard router/*.c)
 STORAGE_SRC := $(wildcard storage/*.c)
 CTL_SRC     := tools/parleyctl.c
+BENCH_SRC   := $(wildcard tools/bench/*.c)
 
 COMMON_OBJ  := $(COMMON_SRC:%.c=$(B)/%.o)
 PROGS := $(B)/parley-gateway $(B)/parley-router $(B)/parley-storage $(B)/parleyctl
+TOOLS := $(B)/parley-bench
 
 # Unit tests: tests/unit/test_X.c links the common library plus, for pure code
 # that lives in a process directory, the files named in UNIT_EXTRA_test_X.
@@ -28,9 +30,14 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/unit/%)
 UNIT_SAN := $(UNIT_SRC:tests/unit/%.c=$(B)/unit-san/%)
 UNIT_EXTRA_test_sasl := gateway/sasl.c
 UNIT_EXTRA_test_sm := gateway/sm_queue.c
+UNIT_EXTRA_test_bench_histo := tools/bench/histo.c
+UNIT_EXTRA_test_bench_stamp := tools/bench/stamp.c
+UNIT_EXTRA_test_bench_scram := tools/bench/scram_client.c
+UNIT_EXTRA_test_bench_opts  := tools/bench/opts.c
+UNIT_EXTRA_test_bench_procmem := tools/bench/procmem.c
 
 .PHONY: all deps test unit e2e run clean bench install
-all: $(PROGS)
+all: $(PROGS) $(TOOLS)
 
 $(B)/%.o: %.c $(wildcard common/*.h) $(wildcard $(dir %)*.h)
 	@mkdir -p $(dir $@)
@@ -48,6 +55,9 @@ $(B)/parley-router: $(ROUTER_SRC:%.c=$(B)/%.o) $(B)/libparley-common.a
 $(B)/parley-storage: $(STORAGE_SRC:%.c=$(B)/%.o) $(B)/libparley-common.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 $(B)/parleyctl: $(CTL_SRC:%.c=$(B)/%.o) $(B)/libparley-common.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+# The load generator: not in PROGS, so `make install` leaves it out.
+$(B)/parley-bench: $(BENCH_SRC:%.c=$(B)/%.o) $(B)/libparley-common.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 .SECONDEXPANSION:
@@ -85,6 +95,12 @@ install: all
 	install -m 644 deploy/systemd/parley-router.service deploy/systemd/parley-storage@.service \
 	    deploy/systemd/parley-gateway@.service deploy/systemd/parley.target $(DESTDIR)/etc/systemd/system/
 	install -D -m 644 README.md $(DESTDIR)$(PREFIX)/share/doc/parley/README.md
+
+# Parley vs Prosody vs ejabberd under build/parley-bench (BENCHMARKS.md).
+# Needs root and `apt-get install prosody ejabberd` (a missing peer is skipped).
+# A quick look: make bench BENCH_ARGS="--runs 1 --users 2000 --messages 10000"
+bench: all
+	bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(B)

@@ -1,0 +1,370 @@
+#!/usr/bin/python3
+"""
+`make bench`: Parley, Prosody and ejabberd side by side under parley-bench
+(build/parley-bench), the same scenarios and sizes for each, server pinned
+to one core and the generator to the other (taskset), every figure the
+min / median / max of --runs runs, a fresh server for every run. Prints a
+table and writes every parley-bench JSON report plus a summary.json into
+--out. BENCHMARKS.md explains the scenarios and records the figures.
+
+  connect-plain / connect-tls   --users accounts log in (no ramp limit, 200
+                 handshakes in flight), are held, server RSS sampled before
+                 and after: logins/s and bytes per idle session
+  chat-sat       saturation: offered rate raised x1.5 from --chat-start
+                 until delivery falls behind (received < 95 % of offered,
+                 any loss, or p99 > 200 ms), then one bisection step; the
+                 highest rate that kept up (resolution x1.22).
+                 For Parley also the last rate whose archive (2 rows per
+                 message) caught up within 1 s of the end of sending.
+  chat-half      every server at half of Parley's median saturation:
+                 latency p50/p99
+  connect-large  (Parley only; not in the default list) --large-users
+                 sessions over --large-gateways gateways and as many
+                 generator processes, plaintext then TLS, for the memory
+                 ceiling estimate
+  offline        --messages to offline accounts, stored, then drained;
+                 Parley on PostgreSQL (and SQLite), the peers on their
+                 default stores (Prosody: files; ejabberd: Mnesia)
+
+Needs root (PostgreSQL runs as user postgres; ejabberd as user ejabberd),
+prosody and ejabberd installed (apt-get install prosody ejabberd); a missing
+peer is skipped with a note.
+"""
+import argparse
+import glob
+import json
+import os
+import shutil
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
+import benchlib  # noqa: E402
+from benchlib import BenchError  # noqa: E402
+
+SERVER_CPU, GEN_CPU = "1", "0"
+
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.strip().split("\n")[0])
+    ap.add_argument("--servers", default="parley,prosody,ejabberd")
+    ap.add_argument("--scenarios", default="connect-plain,connect-tls,chat-sat,chat-half,offline")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--users", type=int, default=5000, help="connect: accounts (default 5000)")
+    ap.add_argument("--chat-users", type=int, default=1000)
+    ap.add_argument("--chat-start", type=float, default=2000)
+    ap.add_argument("--chat-window", type=float, default=4, help="seconds of sending per chat step")
+    ap.add_argument("--messages", type=int, default=50000, help="offline: messages (default 50000)")
+    ap.add_argument("--senders", type=int, default=100)
+    ap.add_argument("--receivers", type=int, default=500)
+    ap.add_argument("--gateways", type=int, default=1)
+    ap.add_argument("--large-users", type=int, default=60000)
+    ap.add_argument("--large-gateways", type=int, default=4)
+    ap.add_argument("--procs", type=int, default=1, help="generator processes")
+    ap.add_argument("--out", default=None, help="directory for the JSON reports (default: a new /tmp dir)")
+    ap.add_argument("--no-pin", action="store_true", help="do not pin server and generator to cores")
+    ap.add_argument("--peer-mam", action="store_true",
+                    help="enable the peers' message archive (mod_mam), as Parley always archives")
+    return ap.parse_args(argv)
+
+
+class Bench:
+    def __init__(self, args):
+        self.a = args
+        self.out = args.out or f"/tmp/parley-bench-{time.strftime('%Y%m%d-%H%M%S')}"
+        os.makedirs(self.out, exist_ok=True)
+        self.results = {}       # (server, scenario) -> list of per-run dicts
+        self.notes = []
+        self.pin = not args.no_pin
+        self.server_cpu = SERVER_CPU if self.pin else None
+        self.gen_cpu = GEN_CPU if self.pin else None
+
+    # -- servers
+
+    def make(self, name, backend="sqlite"):
+        """Starts a fresh server; returns (server, pg or None)."""
+        cpus = self.server_cpu
+        if name == "parley":
+            pg = None
+            conninfo = None
+            if backend == "postgresql":
+                pg = benchlib.Postgres(cpus=cpus).start()
+                conninfo = pg.create_database("bench")
+            try:
+                s = benchlib.Parley(gateways=self.a.gateways, storage=2, backend=backend, pg_conninfo=conninfo,
+                                    cpus=cpus, router={"job_queue_max": 10000000}).start()
+            except BaseException:
+                if pg:
+                    pg.stop()
+                raise
+            return s, pg
+        cls = {"prosody": benchlib.Prosody, "ejabberd": benchlib.Ejabberd}[name]
+        return cls(cpus=cpus, mam=self.a.peer_mam).start(), None
+
+    def available(self, name):
+        if name == "parley":
+            return os.access(benchlib.BENCH, os.X_OK)
+        if name == "prosody":
+            ok = shutil.which("prosody") is not None
+        else:
+            ok = shutil.which("erl") is not None and bool(glob.glob("/usr/lib/x86_64-linux-gnu/ejabberd-*"))
+        if not ok:
+            self.notes.append(f"{name} is not installed (apt-get install {name}): skipped")
+        return ok
+
+    # -- one parley-bench run against a started server
+
+    def bench(self, server, tag, scenario, accounts, extra, mem=False):
+        server_args = server.create_accounts("bench", 0, accounts)
+        path = os.path.join(self.out, f"{tag}.json")
+        args = [scenario, "--port", str(server.port), "--label", server.name, "--json", path, "--quiet",
+                "--procs", str(self.a.procs), "--sources", "4", "--inflight", "200", "--max-time", "170",
+                *server_args, *extra]
+        if mem:
+            args += ["--mem-pids", ",".join(str(p) for p in server.pids())]
+        rc, out, err = benchlib.run_bench(args, timeout=200, cpus=self.gen_cpu)
+        sys.stdout.write(out)
+        for line in err.splitlines():
+            if "first message error" in line or "warning" in line or "cannot" in line:
+                print("   ", line)
+        if not os.path.exists(path):
+            raise BenchError(f"parley-bench wrote no report (exit {rc}): {err[-500:]}")
+        with open(path) as f:
+            rep = json.load(f)
+        rep["_exit"] = rc
+        if mem and hasattr(server, "pid_roles"):
+            rep["_roles"] = {str(k): v for k, v in server.pid_roles().items()}
+        return rep
+
+    def record(self, server, scenario, value):
+        self.results.setdefault((server, scenario), []).append(value)
+
+    # -- scenarios
+
+    def connect(self, name, tls):
+        scen = f"connect-{tls}"
+        for run in range(self.a.runs):
+            s, pg = self.make(name)
+            try:
+                rep = self.bench(s, f"{name}-{scen}-{run}", "connect", self.a.users,
+                                 ["--users", str(self.a.users), "--tls", "plain" if tls == "plain" else "starttls",
+                                  "--duration", "3", "--settle", "3", "--timeout", "30"], mem=True)
+            finally:
+                s.stop()
+                if pg:
+                    pg.stop()
+            self.record(name, scen, {"login_rate": rep["login"]["rate_per_s"],
+                                     "bytes_per_session": rep.get("memory", {}).get("bytes_per_session", 0),
+                                     "held": rep["connections"]["held_end"], "failed": rep["login"]["failed"],
+                                     "pids": rep.get("memory", {}).get("pids", []), "roles": rep.get("_roles", {})})
+
+    def connect_large(self):
+        """Many sessions, for bytes per session at scale: one run each of
+        plaintext and TLS, 4 gateways (each below its 19,000 connections),
+        one generator process per gateway's worth of clients."""
+        n, gw = self.a.large_users, self.a.large_gateways
+        procs = max(gw, (n + 14999) // 15000)
+        for tls in ("plain", "tls"):
+            scen = f"connect-large-{tls}"
+            s = benchlib.Parley(gateways=gw, storage=2, cpus=self.server_cpu,
+                                router={"job_queue_max": 10000000}).start()
+            try:
+                rep = self.bench(s, f"parley-{scen}", "connect", n,
+                                 ["--users", str(n), "--tls", "plain" if tls == "plain" else "starttls",
+                                  "--duration", "3", "--settle", "5", "--timeout", "60", "--procs", str(procs),
+                                  "--sources", "8"], mem=True)
+            finally:
+                s.stop()
+            self.record("parley", scen, {"login_rate": rep["login"]["rate_per_s"],
+                                         "bytes_per_session": rep.get("memory", {}).get("bytes_per_session", 0),
+                                         "held": rep["connections"]["held_end"], "failed": rep["login"]["failed"],
+                                         "pids": rep.get("memory", {}).get("pids", []),
+                                         "roles": rep.get("_roles", {})})
+
+    def chat_step(self, name, rate, tag):
+        s, pg = self.make(name)
+        try:
+            extra = ["--users", str(self.a.chat_users), "--tls", "plain", "--rate", str(int(rate)),
+                     "--duration", str(self.a.chat_window), "--drain", "5"]
+            return self.bench(s, tag, "chat", self.a.chat_users, extra)
+        finally:
+            s.stop()
+            if pg:
+                pg.stop()
+
+    @staticmethod
+    def kept_up(rep, rate):
+        m = rep["messages"]
+        return (m["recv_rate_per_s"] >= 0.95 * rate and m["lost"] == 0 and m["bounced"] == 0
+                and m["latency"]["p99_ms"] <= 200 and rep["login"]["failed"] == 0)
+
+    def chat_sat(self, name):
+        for run in range(self.a.runs):
+            rate, best, best_archive, steps = self.a.chat_start, 0, 0, []
+            while rate <= 400000:
+                rep = self.chat_step(name, rate, f"{name}-chat-sat-{run}-{int(rate)}")
+                ok = self.kept_up(rep, rate)
+                arch = rep.get("archive")
+                arch_ok = ok and arch is not None and arch["caught_up"] and arch["lag_s"] <= 1.0
+                steps.append({"rate": rate, "ok": ok, "archive_ok": arch_ok,
+                              "recv_rate": rep["messages"]["recv_rate_per_s"],
+                              "p99_ms": rep["messages"]["latency"]["p99_ms"],
+                              "archive_lag_s": arch["lag_s"] if arch else None})
+                if not ok:
+                    break
+                best = rate
+                if arch_ok:
+                    best_archive = rate
+                rate *= 1.5
+            if best and rate <= 400000:
+                # One bisection between the last pass and the first failure
+                # (geometric mean: x1.22), so the figure is within 22 %.
+                mid = (best * rate) ** 0.5
+                rep = self.chat_step(name, mid, f"{name}-chat-sat-{run}-{int(mid)}")
+                ok = self.kept_up(rep, mid)
+                arch = rep.get("archive")
+                steps.append({"rate": mid, "ok": ok, "recv_rate": rep["messages"]["recv_rate_per_s"],
+                              "p99_ms": rep["messages"]["latency"]["p99_ms"],
+                              "archive_lag_s": arch["lag_s"] if arch else None})
+                if ok:
+                    best = mid
+            self.record(name, "chat-sat", {"rate": best, "archive_rate": best_archive, "steps": steps})
+
+    def chat_half(self, name, rate):
+        for run in range(self.a.runs):
+            rep = self.chat_step(name, rate, f"{name}-chat-half-{run}")
+            lat = rep["messages"]["latency"]
+            self.record(name, "chat-half", {"rate": rate, "p50_ms": lat["p50_ms"], "p99_ms": lat["p99_ms"],
+                                            "max_ms": lat["max_ms"], "kept_up": self.kept_up(rep, rate),
+                                            "archive": rep.get("archive")})
+
+    def offline(self, name, backend="sqlite"):
+        scen = "offline" if name != "parley" else f"offline-{backend}"
+        n = self.a.senders + self.a.receivers
+        for run in range(self.a.runs):
+            s, pg = self.make(name, backend)
+            try:
+                rep = self.bench(s, f"{name}-{scen}-{run}", "offline", n,
+                                 ["--users", str(self.a.senders), "--receivers", str(self.a.receivers),
+                                  "--messages", str(self.a.messages), "--tls", "plain", "--drain", "10",
+                                  "--timeout", "30"])
+            finally:
+                s.stop()
+                if pg:
+                    pg.stop()
+            off = rep["offline"]
+            self.record(name, scen, {"store_rate": off["store_rate_per_s"], "drain_rate": off["drain_rate_per_s"],
+                                     "complete": off["complete"], "check": off["store_check"],
+                                     "received": rep["messages"]["received"], "bounced": rep["messages"]["bounced"]})
+
+    # -- the whole thing
+
+    def run(self):
+        servers = [s for s in self.a.servers.split(",") if self.available(s)]
+        scen = self.a.scenarios.split(",")
+        for name in servers:
+            print(f"=== {name}", flush=True)
+            try:
+                if "connect-plain" in scen:
+                    self.connect(name, "plain")
+                if "connect-tls" in scen:
+                    self.connect(name, "tls")
+                if "connect-large" in scen and name == "parley":
+                    self.connect_large()
+                if "chat-sat" in scen or "chat-half" in scen:
+                    self.chat_sat(name)
+                if "offline" in scen:
+                    if name == "parley":
+                        self.offline(name, "postgresql")
+                        self.offline(name, "sqlite")
+                    else:
+                        self.offline(name)
+            except BenchError as e:
+                self.notes.append(f"{name}: {e}")
+                print(f"!!! {name}: {e}", flush=True)
+        if "chat-half" in scen and ("parley", "chat-sat") in self.results:
+            half = statistics.median(r["rate"] for r in self.results[("parley", "chat-sat")]) / 2
+            for name in servers:
+                print(f"=== {name} chat at {half:.0f} msgs/s", flush=True)
+                try:
+                    self.chat_half(name, half)
+                except BenchError as e:
+                    self.notes.append(f"{name} chat-half: {e}")
+        self.report(servers)
+
+    # -- output
+
+    def stat(self, server, scenario, key):
+        vals = [r[key] for r in self.results.get((server, scenario), []) if r.get(key) is not None]
+        if not vals:
+            return None
+        return min(vals), statistics.median(vals), max(vals)
+
+    def report(self, servers):
+        rows = [
+            ("connect-plain", "login_rate", "logins/s, plaintext", "high"),
+            ("connect-tls", "login_rate", "logins/s, STARTTLS", "high"),
+            ("connect-plain", "bytes_per_session", "bytes/idle session, plaintext", "low"),
+            ("connect-tls", "bytes_per_session", "bytes/idle session, TLS", "low"),
+            ("connect-large-plain", "bytes_per_session", "bytes/session at --large-users, plain", "low"),
+            ("connect-large-tls", "bytes_per_session", "bytes/session at --large-users, TLS", "low"),
+            ("chat-sat", "rate", "chat saturation msgs/s (delivery)", "high"),
+            ("chat-sat", "archive_rate", "chat msgs/s with archive caught up", "high"),
+            ("chat-half", "p50_ms", "chat p50 ms at half Parley sat.", "low"),
+            ("chat-half", "p99_ms", "chat p99 ms at half Parley sat.", "low"),
+            ("offline", "store_rate", "offline stored msgs/s", "high"),
+            ("offline", "drain_rate", "offline drained msgs/s", "high"),
+        ]
+        fmt = lambda t: "-" if t is None else f"{t[0]:.0f}/{t[1]:.0f}/{t[2]:.0f}" if t[1] >= 100 else \
+            f"{t[0]:.2f}/{t[1]:.2f}/{t[2]:.2f}"  # noqa: E731
+        print("\n" + "=" * 100)
+        print(f"min/median/max of {self.a.runs} runs; server on CPU {self.server_cpu or 'any'}, "
+              f"generator on CPU {self.gen_cpu or 'any'}")
+        head = f"{'':38s}" + "".join(f"{s:>22s}" for s in servers) + f"{'parley/best peer':>18s}"
+        print(head)
+        summary = {}
+        for scen, key, label, better in rows:
+            cells, meds = [], {}
+            for s in servers:
+                sc = scen
+                if s == "parley" and scen == "offline":
+                    sc = "offline-postgresql"
+                t = self.stat(s, sc, key)
+                if s != "parley" and key == "archive_rate":
+                    t = None   # the peers run without an archive (BENCHMARKS.md)
+                cells.append(fmt(t))
+                if t:
+                    meds[s] = t[1]
+                summary[f"{s}.{sc}.{key}"] = t
+            peers = [v for k, v in meds.items() if k != "parley" and v]
+            ratio = "-"
+            if "parley" in meds and peers and meds["parley"]:
+                best = max(peers) if better == "high" else min(peers)
+                ratio = f"{meds['parley'] / best:.2f}x"
+            print(f"{label:38s}" + "".join(f"{c:>22s}" for c in cells) + f"{ratio:>18s}")
+        t = self.stat("parley", "offline-sqlite", "store_rate")
+        if t:
+            print(f"{'  (parley offline on SQLite, stored/s)':38s}{fmt(t):>22s}")
+        for n in self.notes:
+            print("note:", n)
+        with open(os.path.join(self.out, "summary.json"), "w") as f:
+            json.dump({"table": summary, "runs": {f"{k[0]}.{k[1]}": v for k, v in self.results.items()},
+                       "notes": self.notes, "args": vars(self.a)}, f, indent=1, default=str)
+        print(f"reports in {self.out}")
+
+
+def main(argv):
+    args = parse_args(argv)
+    if os.geteuid() != 0:
+        print("bench/run.py needs root (PostgreSQL runs as postgres, ejabberd as ejabberd)", file=sys.stderr)
+        return 2
+    if not os.access(benchlib.BENCH, os.X_OK):
+        print(f"{benchlib.BENCH} is missing: make first", file=sys.stderr)
+        return 2
+    Bench(args).run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -168,9 +168,22 @@ static void gen_key(yajl_gen g, const char *k)
     yajl_gen_string(g, (const unsigned char *)k, strlen(k));
 }
 
+/* One generator for the process, reset per header: allocating one per
+ * envelope was a visible share of the message path. The processes encode
+ * from their main thread only. */
+static yajl_gen shared_gen(void)
+{
+    static yajl_gen g;
+    if (!g)
+        g = yajl_gen_alloc(NULL);
+    yajl_gen_reset(g, NULL);
+    yajl_gen_clear(g);
+    return g;
+}
+
 void envelope_encode(const struct envelope *e, struct buf *out)
 {
-    yajl_gen g = yajl_gen_alloc(NULL);
+    yajl_gen g = shared_gen();
     const unsigned char *json;
     size_t len;
 
@@ -191,15 +204,18 @@ void envelope_encode(const struct envelope *e, struct buf *out)
         gen_key(g, int_names[i]);
         yajl_gen_integer(g, (long long)e->num[i]);
     }
+    if (e->payload) {
+        gen_key(g, "p");
+        yajl_gen_integer(g, 1);
+    }
     yajl_gen_map_close(g);
     yajl_gen_get_buf(g, &json, &len);
     buf_append(out, json, len);
-    yajl_gen_free(g);
 }
 
 /* ---- decode ------------------------------------------------------------ */
 
-enum key_kind { KEY_UNKNOWN, KEY_V, KEY_OP, KEY_STR, KEY_INT };
+enum key_kind { KEY_UNKNOWN, KEY_V, KEY_OP, KEY_P, KEY_STR, KEY_INT };
 
 struct decode_state {
     struct envelope *e;
@@ -207,6 +223,7 @@ struct decode_state {
     enum key_kind key;
     int key_index;
     int version;
+    int has_payload;  /* "p":1 */
     int bad;          /* an ENVELOPE_ERR_* noticed inside a callback */
 };
 
@@ -227,6 +244,8 @@ static int on_map_key(void *ctx, const unsigned char *k, size_t len)
         st->key = KEY_V;
     else if (len == 2 && memcmp(k, "op", 2) == 0)
         st->key = KEY_OP;
+    else if (len == 1 && k[0] == 'p')
+        st->key = KEY_P;
     else if ((i = find_name(str_names, ENV_STR_COUNT, k, len)) >= 0) {
         st->key = KEY_STR;
         st->key_index = i;
@@ -299,6 +318,9 @@ static int on_integer(void *ctx, long long v)
     case KEY_V:
         st->version = (int)v;
         return 1;
+    case KEY_P:
+        st->has_payload = v == 1;
+        return 1;
     case KEY_INT:
         envelope_set_int(st->e, (enum envelope_int)st->key_index, (int64_t)v);
         return 1;
@@ -346,6 +368,12 @@ static const yajl_callbacks decode_callbacks = {
 
 int envelope_decode(const char *json, size_t len, struct envelope **out)
 {
+    int has_payload;
+    return envelope_decode_framed(json, len, out, &has_payload);
+}
+
+int envelope_decode_framed(const char *json, size_t len, struct envelope **out, int *has_payload)
+{
     struct decode_state st = { .e = envelope_new(OP_NONE), .version = -1 };
     yajl_handle h = yajl_alloc(&decode_callbacks, NULL, &st);
     int rc = ENVELOPE_ERR_JSON;
@@ -365,6 +393,7 @@ int envelope_decode(const char *json, size_t len, struct envelope **out)
         goto out;
     }
     *out = st.e;
+    *has_payload = st.has_payload;
     st.e = NULL;
     rc = ENVELOPE_OK;
 out:
@@ -422,59 +451,83 @@ static void drain_rest(void *sock)
     }
 }
 
-int envelope_recv(void *sock, char *peer, struct envelope **out)
+void envelope_reader_init(struct envelope_reader *rd, void *sock, int is_router)
+{
+    rd->sock = sock;
+    rd->is_router = is_router;
+    rd->in_message = 0;
+    rd->peer[0] = '\0';
+}
+
+/* Receives the next frame of the current message into m (initialized). */
+static int recv_part(void *sock, zmq_msg_t *m)
+{
+    zmq_msg_init(m);
+    if (zmq_msg_recv(m, sock, 0) < 0) {
+        zmq_msg_close(m);
+        return ENVELOPE_ERR_SOCKET;
+    }
+    return ENVELOPE_OK;
+}
+
+static int bad_message(struct envelope_reader *rd, int rc)
+{
+    drain_rest(rd->sock);
+    rd->in_message = 0;
+    return rc;
+}
+
+int envelope_recv(struct envelope_reader *rd, struct envelope **out)
 {
     zmq_msg_t m;
-    int rc;
+    int rc, has_payload = 0;
 
     *out = NULL;
-    zmq_msg_init(&m);
-    if (zmq_msg_recv(&m, sock, ZMQ_DONTWAIT) < 0) {
-        zmq_msg_close(&m);
-        return errno == EAGAIN ? ENVELOPE_AGAIN : ENVELOPE_ERR_SOCKET;
-    }
-    if (peer) {
-        size_t n = zmq_msg_size(&m);
-        if (n > ENVELOPE_PEER_MAX)
-            n = ENVELOPE_PEER_MAX;
-        memcpy(peer, zmq_msg_data(&m), n);
-        peer[n] = '\0';
-        if (!zmq_msg_more(&m)) {
-            zmq_msg_close(&m);
-            return ENVELOPE_ERR_FRAMES;
-        }
-        zmq_msg_close(&m);
+    if (!rd->in_message) {
         zmq_msg_init(&m);
-        if (zmq_msg_recv(&m, sock, 0) < 0) {
+        if (zmq_msg_recv(&m, rd->sock, ZMQ_DONTWAIT) < 0) {
             zmq_msg_close(&m);
-            return ENVELOPE_ERR_SOCKET;
+            return errno == EAGAIN ? ENVELOPE_AGAIN : ENVELOPE_ERR_SOCKET;
         }
+        if (rd->is_router) {
+            size_t n = zmq_msg_size(&m);
+            if (n > ENVELOPE_PEER_MAX)
+                n = ENVELOPE_PEER_MAX;
+            memcpy(rd->peer, zmq_msg_data(&m), n);
+            rd->peer[n] = '\0';
+            int more = zmq_msg_more(&m);
+            zmq_msg_close(&m);
+            if (!more)
+                return ENVELOPE_ERR_FRAMES;
+            if (recv_part(rd->sock, &m) < 0)
+                return ENVELOPE_ERR_SOCKET;
+        }
+    } else if (recv_part(rd->sock, &m) < 0) {
+        rd->in_message = 0;
+        return ENVELOPE_ERR_SOCKET;
     }
 
-    rc = envelope_decode(zmq_msg_data(&m), zmq_msg_size(&m), out);
+    /* m holds a header frame. */
+    rc = envelope_decode_framed(zmq_msg_data(&m), zmq_msg_size(&m), out, &has_payload);
     int more = zmq_msg_more(&m);
     zmq_msg_close(&m);
     if (rc != ENVELOPE_OK) {
-        drain_rest(sock);
+        if (more)
+            return bad_message(rd, rc);
+        rd->in_message = 0;
         return rc;
     }
-    if (more) {
-        zmq_msg_init(&m);
-        if (zmq_msg_recv(&m, sock, 0) < 0) {
-            zmq_msg_close(&m);
+    if (has_payload) {
+        if (!more || recv_part(rd->sock, &m) < 0) {
             envelope_free(*out);
             *out = NULL;
-            return ENVELOPE_ERR_SOCKET;
+            rd->in_message = 0;
+            return more ? ENVELOPE_ERR_SOCKET : ENVELOPE_ERR_FRAMES;
         }
         envelope_set_payload(*out, zmq_msg_data(&m), zmq_msg_size(&m));
         more = zmq_msg_more(&m);
         zmq_msg_close(&m);
-        if (more) {
-            drain_rest(sock);
-            envelope_free(*out);
-            *out = NULL;
-            return ENVELOPE_ERR_FRAMES;
-        }
     }
+    rd->in_message = more;
     return ENVELOPE_OK;
 }

@@ -1,12 +1,23 @@
 /*
  * The wire format between Parley processes: the single source of truth.
  *
- * Every message is a ZeroMQ multipart message:
+ * Every message is a ZeroMQ multipart message carrying one or more
+ * envelopes, in order:
  *   [identity]  added/removed by ROUTER sockets only (the peer's name)
- *   frame 1     header: a flat JSON object {"v":1,"op":"...", fields...}
- *   frame 2     optional payload: a stanza as serialized XML (namespace
- *               jabber:client implied on the top element), or for admin and
- *               storage replies the text or JSON named in the op's block.
+ *   then, for each envelope:
+ *   header      a flat JSON object {"v":2,"op":"...", fields...}; "p":1
+ *               when a payload frame follows it
+ *   [payload]   a stanza as serialized XML (namespace jabber:client implied
+ *               on the top element), or for admin and storage replies the
+ *               text or JSON named in the op's block.
+ *
+ * Why several envelopes per message: each ZeroMQ message costs a wakeup of
+ * the I/O threads on both sides (a context switch each on this hardware),
+ * which was a third of the CPU on the chat path. Senders queue envelopes in
+ * an outbox (outbox.h) and send one message per peer per event-loop turn;
+ * under load a message carries hundreds of envelopes, when idle one.
+ * Envelopes of one message are handled in order, and the order between two
+ * processes is the order they were queued in.
  *
  * Fields are a fixed, closed set (enum envelope_str, enum envelope_int): a
  * header value is a string or an integer, never nested, so the router reads
@@ -209,7 +220,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define ENVELOPE_VERSION 1
+#define ENVELOPE_VERSION 2
 
 /* OP_STANZA "flags" for messages. */
 #define STANZA_FLAG_BODY 1        /* has a <body/> */
@@ -321,23 +332,36 @@ struct buf;
 void envelope_encode(const struct envelope *e, struct buf *out);
 /* On success *out is a new envelope the caller owns (without payload). */
 int envelope_decode(const char *json, size_t len, struct envelope **out);
+/* The same; *has_payload says whether the header announces a payload frame. */
+int envelope_decode_framed(const char *json, size_t len, struct envelope **out, int *has_payload);
 
 /*
- * Sends and consumes *e; *e is NULL afterwards whether or not the send
- * succeeded. peer is the destination identity on a ROUTER socket, NULL on a
+ * Sends *e alone in one message and consumes it; *e is NULL afterwards
+ * whether or not the send succeeded. For request/reply tools (parleyctl) and
+ * the admin socket; the processes' own links batch through outbox.h. peer is the destination identity on a ROUTER socket, NULL on a
  * DEALER. Never blocks: a full queue is ENVELOPE_ERR_SOCKET with errno
  * EAGAIN (the message is dropped; callers that cannot lose it must size the
  * high-water mark, see evzmq.h).
  */
 int envelope_send(void *sock, const char *peer, struct envelope **e);
 
+/* Reading side of one socket: where we are inside a multi-envelope message. */
+struct envelope_reader {
+    void *sock;
+    int is_router;                       /* messages start with an identity frame */
+    int in_message;                      /* more envelopes of this message follow */
+    char peer[ENVELOPE_PEER_MAX + 1];    /* ROUTER: sender of the current message */
+};
+
+void envelope_reader_init(struct envelope_reader *rd, void *sock, int is_router);
+
 /*
- * Receives one message without blocking. On a ROUTER socket pass a buffer of
- * ENVELOPE_PEER_MAX + 1 bytes as peer to get the sender's identity; NULL on
- * a DEALER. Returns ENVELOPE_OK with *out set (caller owns), ENVELOPE_AGAIN
- * when nothing is queued, or a negative error after draining the whole bad
- * message (the caller logs it with the peer name and carries on).
+ * Receives the next envelope without blocking: the next one of the current
+ * message, or the first of a new one. rd->peer names the sender (ROUTER).
+ * Returns ENVELOPE_OK with *out set (caller owns), ENVELOPE_AGAIN when
+ * nothing is queued, or a negative error after draining the rest of the bad
+ * message (the caller logs it with rd->peer and carries on).
  */
-int envelope_recv(void *sock, char *peer, struct envelope **out);
+int envelope_recv(struct envelope_reader *rd, struct envelope **out);
 
 #endif

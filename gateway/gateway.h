@@ -12,7 +12,9 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "envelope.h"
 #include "evzmq.h"
+#include "outbox.h"
 
 struct conn;
 struct listener;
@@ -27,6 +29,8 @@ struct upstream_held {         /* an envelope kept while the router is away */
 
 struct upstream {
     void *sock;                /* DEALER to the router */
+    struct outbox *out;        /* everything sent on sock goes through it */
+    struct envelope_reader reader;
     void *monitor;             /* PAIR receiving the DEALER's connect/disconnect events */
     struct evzmq watch, monitor_watch;
     ev_timer heartbeat;

@@ -38,6 +38,8 @@ static void on_flush(struct ev_loop *loop, ev_prepare *w, int revents)
     (void)loop;
     (void)revents;
     conn_flush_all(w->data);
+    /* Writing may have produced OP_ACKEDs: send them before sleeping. */
+    upstream_flush(w->data);
 }
 
 static void close_for_shutdown(struct conn *c, void *arg)

@@ -21,6 +21,7 @@
 #include "conn.h"
 #include "envelope.h"
 #include "log.h"
+#include "outbox.h"
 #include "util.h"
 
 #include <errno.h>
@@ -31,11 +32,17 @@
 #include <unistd.h>
 #include <zmq.h>
 
+/* Queued in the outbox: it leaves with the rest of this loop turn's
+ * envelopes in one message (envelope.h). */
 static void send_now(struct gateway *gw, struct envelope **e)
 {
-    enum envelope_op op = (*e)->op;
-    if (envelope_send(gw->up.sock, NULL, e) < 0)
-        log_warn("router send %s failed: %s", envelope_op_name(op), zmq_strerror(errno));
+    outbox_put(gw->up.out, NULL, e);
+}
+
+void upstream_flush(struct gateway *gw)
+{
+    if (gw->up.out)
+        (void)outbox_flush(gw->up.out); /* failures are logged by the outbox */
 }
 
 void upstream_send(struct gateway *gw, struct envelope **e)
@@ -150,7 +157,7 @@ static void on_router_msg(struct evzmq *z)
     struct gateway *gw = z->data;
     struct envelope *env;
     struct conn *c;
-    int rc = envelope_recv(gw->up.sock, NULL, &env);
+    int rc = envelope_recv(&gw->up.reader, &env);
 
     if (rc == ENVELOPE_AGAIN)
         return;
@@ -273,6 +280,8 @@ int upstream_open(struct gateway *gw)
         log_error("cannot connect to the router at %s: %s", ep, zmq_strerror(errno));
         return -1;
     }
+    envelope_reader_init(&gw->up.reader, gw->up.sock, 0);
+    gw->up.out = outbox_new(gw->loop, gw->up.sock, "router link");
     evzmq_init(&gw->up.watch, gw->loop, gw->up.sock, on_router_msg, gw);
     if (open_monitor(gw) < 0) {
         log_error("cannot monitor the router link: %s", zmq_strerror(errno));
@@ -301,6 +310,8 @@ void upstream_close(struct gateway *gw)
         zmq_close(gw->up.monitor);
         gw->up.monitor = NULL;
     }
+    outbox_free(gw->up.out); /* sends what is queued (e.g. the last OP_CLOSEDs) */
+    gw->up.out = NULL;
     zmq_close(gw->up.sock);
     gw->up.sock = NULL;
     while (gw->up.held) {

@@ -15,6 +15,9 @@ void upstream_close(struct gateway *gw);
 
 /* Sends and consumes *e. */
 void upstream_send(struct gateway *gw, struct envelope **e);
+/* Sends the envelopes queued this loop turn now (they also leave on their own
+ * before the loop sleeps). */
+void upstream_flush(struct gateway *gw);
 
 /* Asks storage (through the router) for a user's SCRAM keys; returns the
  * job id the answer will carry (caller owns). */

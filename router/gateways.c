@@ -28,9 +28,7 @@ struct gateway_peer *gateways_find(struct router *r, const char *name)
 
 void router_send_gateway(struct router *r, const char *gateway, struct envelope **env)
 {
-    enum envelope_op op = (*env)->op;
-    if (envelope_send(r->gw_sock, gateway, env) < 0)
-        log_warn("gateway=%s send %s failed: %s", gateway, envelope_op_name(op), zmq_strerror(errno));
+    outbox_put(r->gw_out, gateway, env); /* a failed send is logged by the outbox */
 }
 
 static void reply_op(struct router *r, const char *name, enum envelope_op op)

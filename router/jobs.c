@@ -244,16 +244,15 @@ static struct worker *target(struct jobs *j, const struct job *job)
     return w;
 }
 
-static int send_to(struct router *r, struct worker *w, struct job *job)
+static void send_to(struct router *r, struct worker *w, struct job *job)
 {
     /* The request is kept for a redo, so a copy goes out. */
     struct envelope *copy = envelope_copy(job->req);
     envelope_set(copy, ENV_JOB, job->rid);
-    if (envelope_send(r->st_sock, w->name, &copy) < 0) {
-        log_warn("worker=%s job=%s send failed: %s", w->name, job->rid, zmq_strerror(errno));
-        return -1;
-    }
-    return 0;
+    /* Queued for this loop turn's message to the worker. Should that send
+     * fail, the worker is gone: the job stays in flight and is redone when
+     * the worker is dropped (J3). */
+    outbox_put(r->st_out, w->name, &copy);
 }
 
 /* J2: sends from the worker's queue while it has room. */
@@ -264,8 +263,7 @@ static void dispatch_worker(struct router *r, struct worker *w)
 
     while (w->queue.head && w->inflight < JOBS_PER_WORKER && w->queue.head->not_before <= now) {
         struct job *job = w->queue.head;
-        if (send_to(r, w, job) < 0)
-            return; /* stays queued; the next tick retries */
+        send_to(r, w, job);
         queue_pop(&w->queue);
         j->queued--;
         job->worker = xstrdup(w->name);
@@ -450,14 +448,14 @@ void jobs_on_worker_message(struct router *r, const char *name, struct envelope 
         w->last_seen = ev_now(r->loop);
         log_info("worker=%s pid=%lld up", name, (long long)w->pid);
         reply = envelope_new(OP_HELLO);
-        (void)envelope_send(r->st_sock, name, &reply); /* a lost hello is re-sent by the worker */
+        outbox_put(r->st_out, name, &reply); /* a lost hello is re-sent by the worker */
         dispatch_all(r);
         return;
     }
     if (!w) {
         log_info("worker=%s unknown, sent %s; asking for hello", name, envelope_op_name(env->op));
         reply = envelope_new(OP_UNKNOWN_PEER);
-        (void)envelope_send(r->st_sock, name, &reply); /* it retries on its next heartbeat */
+        outbox_put(r->st_out, name, &reply); /* it retries on its next heartbeat */
         return;
     }
     w->last_seen = ev_now(r->loop);
@@ -535,7 +533,7 @@ void jobs_tick(struct router *r)
             continue;
         }
         struct envelope *hb = envelope_new(OP_HEARTBEAT);
-        (void)envelope_send(r->st_sock, w->name, &hb); /* a missed beat is tolerated by design */
+        outbox_put(r->st_out, w->name, &hb); /* a missed beat is tolerated by design */
     }
     for (size_t i = 0; i < ndead; i++) {
         struct worker *w = strmap_del(&j->workers, dead[i]);

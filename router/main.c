@@ -41,9 +41,9 @@ static void log_bad(const char *where, const char *peer, int rc)
 static void on_gateway_sock(struct evzmq *z)
 {
     struct router *r = z->data;
-    char peer[ENVELOPE_PEER_MAX + 1];
+    const char *peer = r->gw_in.peer;
     struct envelope *env;
-    int rc = envelope_recv(r->gw_sock, peer, &env);
+    int rc = envelope_recv(&r->gw_in, &env);
 
     if (rc == ENVELOPE_AGAIN)
         return;
@@ -84,9 +84,9 @@ static void on_gateway_sock(struct evzmq *z)
 static void on_storage_sock(struct evzmq *z)
 {
     struct router *r = z->data;
-    char peer[ENVELOPE_PEER_MAX + 1];
+    const char *peer = r->st_in.peer;
     struct envelope *env;
-    int rc = envelope_recv(r->st_sock, peer, &env);
+    int rc = envelope_recv(&r->st_in, &env);
 
     if (rc == ENVELOPE_AGAIN)
         return;
@@ -101,9 +101,9 @@ static void on_storage_sock(struct evzmq *z)
 static void on_admin_sock(struct evzmq *z)
 {
     struct router *r = z->data;
-    char peer[ENVELOPE_PEER_MAX + 1];
+    const char *peer = r->admin_in.peer;
     struct envelope *env;
-    int rc = envelope_recv(r->admin_sock, peer, &env);
+    int rc = envelope_recv(&r->admin_in, &env);
 
     if (rc == ENVELOPE_AGAIN)
         return;
@@ -202,6 +202,11 @@ int main(int argc, char **argv)
     r.gw_sock = bind_or_die(&r, conf->router.gateway_endpoint, "gateway");
     r.st_sock = bind_or_die(&r, conf->router.storage_endpoint, "storage");
     r.admin_sock = bind_or_die(&r, conf->router.admin_endpoint, "admin");
+    envelope_reader_init(&r.gw_in, r.gw_sock, 1);
+    envelope_reader_init(&r.st_in, r.st_sock, 1);
+    envelope_reader_init(&r.admin_in, r.admin_sock, 1);
+    r.gw_out = outbox_new(r.loop, r.gw_sock, "gateways");
+    r.st_out = outbox_new(r.loop, r.st_sock, "storage workers");
     evzmq_init(&r.gw_watch, r.loop, r.gw_sock, on_gateway_sock, &r);
     evzmq_init(&r.st_watch, r.loop, r.st_sock, on_storage_sock, &r);
     evzmq_init(&r.admin_watch, r.loop, r.admin_sock, on_admin_sock, &r);
@@ -221,6 +226,8 @@ int main(int argc, char **argv)
     evzmq_fini(&r.gw_watch);
     evzmq_fini(&r.st_watch);
     evzmq_fini(&r.admin_watch);
+    outbox_free(r.gw_out);
+    outbox_free(r.st_out);
     zmq_close(r.gw_sock);
     zmq_close(r.st_sock);
     zmq_close(r.admin_sock);

@@ -14,7 +14,9 @@
 #include <time.h>
 
 #include "config.h"
+#include "envelope.h"
 #include "evzmq.h"
+#include "outbox.h"
 #include "log.h"
 #include "strmap.h"
 
@@ -35,6 +37,9 @@ struct router {
     void *st_sock;             /* ROUTER: storage workers */
     void *admin_sock;          /* ROUTER: parleyctl */
     struct evzmq gw_watch, st_watch, admin_watch;
+    struct envelope_reader gw_in, st_in, admin_in;
+    struct outbox *gw_out;     /* everything sent to gateways */
+    struct outbox *st_out;     /* everything sent to storage workers */
     ev_timer heartbeat;        /* heartbeats out, peer expiry, job timeouts */
     ev_signal sigint, sigterm;
     time_t started;

@@ -14,7 +14,7 @@
  * ourselves if one is due: a long queue of jobs must not make the router
  * think we died.
  *
- * Batching: evzmq calls us once per queued message. An OP_JOB is not run
+ * Batching: evzmq calls us once per queued envelope. An OP_JOB is not run
  * at once but kept, and the kept jobs run together (batch.c) as soon as the
  * socket has nothing more queued or WORKER_BATCH_MAX are kept. A lone job
  * thus runs immediately, while a burst that queued up during the previous
@@ -34,11 +34,10 @@
 #include <unistd.h>
 #include <zmq.h>
 
+/* Queued: the results of a batch leave together, right after it (flush). */
 static void send_env(struct storage *st, struct envelope *e)
 {
-    enum envelope_op op = e->op;
-    if (envelope_send(st->sock, NULL, &e) < 0)
-        log_warn("router: cannot send %s: %s", envelope_op_name(op), zmq_strerror(errno));
+    outbox_put(st->out, NULL, &e);
 }
 
 static void send_hello(struct storage *st)
@@ -104,6 +103,7 @@ static void flush(struct storage *st)
     if (n == 0)
         return;
     batch_run(st->backend, st->batch, n, on_result, st);
+    (void)outbox_flush(st->out); /* failures are logged by the outbox */
     for (size_t i = 0; i < n; i++)
         envelope_free(st->batch[i]);
     st->nbatch = 0;
@@ -116,7 +116,7 @@ static void flush(struct storage *st)
 static void on_message(struct storage *st)
 {
     struct envelope *e;
-    int rc = envelope_recv(st->sock, NULL, &e);
+    int rc = envelope_recv(&st->reader, &e);
 
     if (rc == ENVELOPE_AGAIN)
         return;
@@ -154,7 +154,7 @@ static void on_router(struct evzmq *z)
     struct storage *st = z->data;
 
     on_message(st);
-    if (st->nbatch == WORKER_BATCH_MAX || (st->nbatch > 0 && !has_input(st->sock)))
+    if (st->nbatch == WORKER_BATCH_MAX || (st->nbatch > 0 && !st->reader.in_message && !has_input(st->sock)))
         flush(st);
 }
 
@@ -183,6 +183,8 @@ int worker_open(struct storage *st)
         st->zctx = NULL;
         return -1;
     }
+    envelope_reader_init(&st->reader, st->sock, 0);
+    st->out = outbox_new(st->loop, st->sock, "router");
     evzmq_init(&st->z, st->loop, st->sock, on_router, st);
     ev_timer_init(&st->heartbeat, on_heartbeat, beat, beat);
     st->heartbeat.data = st;
@@ -215,6 +217,8 @@ void worker_close(struct storage *st)
     ev_signal_stop(st->loop, &st->sigterm);
     ev_signal_stop(st->loop, &st->sigint);
     evzmq_fini(&st->z);
+    outbox_free(st->out);
+    st->out = NULL;
     zmq_close(st->sock);
     zmq_ctx_term(st->zctx);
     ev_loop_destroy(st->loop);

@@ -8,7 +8,9 @@
 
 #include <ev.h>
 
+#include "envelope.h"
 #include "evzmq.h"
+#include "outbox.h"
 
 struct backend;
 struct config;
@@ -26,6 +28,8 @@ struct storage {
     void *zctx;
     void *sock;                    /* DEALER to storage.router_endpoint */
     struct evzmq z;
+    struct envelope_reader reader;
+    struct outbox *out;            /* everything sent on sock goes through it */
     ev_timer heartbeat;
     ev_signal sigterm, sigint;
     ev_tstamp last_heard;          /* when the router last sent anything */

@@ -309,7 +309,9 @@ static int await_result(void *sock, const char *id, double timeout, const char *
         }
         if (rc <= 0)
             continue;
-        rc = envelope_recv(sock, NULL, &e);
+        struct envelope_reader rd;
+        envelope_reader_init(&rd, sock, 0);
+        rc = envelope_recv(&rd, &e);
         if (rc == ENVELOPE_AGAIN)
             continue;
         if (rc < 0) {

@@ -102,6 +102,7 @@ class FakeRouter:
         self.sock.bind(endpoint)
         self.alive = True
         self.seen = []      # every (peer, header) received, in order
+        self._pending = []  # envelopes of a received message not yet returned
         self._seq = 0
 
     def close(self):
@@ -109,23 +110,42 @@ class FakeRouter:
         self.ctx.term()
 
     def send(self, peer, header, payload=None):
-        frames = [peer.encode(), json.dumps({"v": 1, **header}).encode()]
+        """One envelope in one message (envelope.h: "p":1 announces a payload)."""
+        head = {"v": 2, **header}
+        if payload is not None:
+            head["p"] = 1
+        frames = [peer.encode(), json.dumps(head).encode()]
         if payload is not None:
             frames.append(payload.encode())
         self.sock.send_multipart(frames)
 
+    def _split(self, frames):
+        """The envelopes of one message: [(peer, header, payload or None)]."""
+        peer, rest, out = frames[0].decode(), frames[1:], []
+        while rest:
+            header = json.loads(rest[0])
+            assert header.get("v") == 2, header
+            payload = None
+            if header.pop("p", 0) == 1:
+                assert len(rest) >= 2, f"payload frame missing: {frames!r}"
+                payload, rest = rest[1].decode(), rest[2:]
+            else:
+                rest = rest[1:]
+            out.append((peer, header, payload))
+        assert out, f"unexpected frames {frames!r}"
+        return out
+
     def recv(self, timeout=TIMEOUT):
         """(peer, header, payload or None), or None after timeout seconds."""
-        if not self.sock.poll(int(timeout * 1000)):
-            return None
-        frames = self.sock.recv_multipart()
-        assert len(frames) in (2, 3), f"unexpected frames {frames!r}"
-        peer, header = frames[0].decode(), json.loads(frames[1])
-        assert header.get("v") == 1, header
+        if not self._pending:
+            if not self.sock.poll(int(timeout * 1000)):
+                return None
+            self._pending.extend(self._split(self.sock.recv_multipart()))
+        peer, header, payload = self._pending.pop(0)
         self.seen.append((peer, header))
         if header["op"] in ("hello", "heartbeat") and self.alive:
             self.send(peer, {"op": header["op"]})
-        return peer, header, frames[2].decode() if len(frames) == 3 else None
+        return peer, header, payload
 
     def wait_op(self, op, peer=None, timeout=TIMEOUT):
         deadline = time.monotonic() + timeout

@@ -23,7 +23,7 @@ static void test_encode_golden(void **state)
     envelope_set_int(e, ENV_FLAGS, STANZA_FLAG_BODY);
     buf_init(&b);
     envelope_encode(e, &b);
-    assert_string_equal(b.data, "{\"v\":1,\"op\":\"stanza\",\"from\":\"alice@example.org/phone\","
+    assert_string_equal(b.data, "{\"v\":2,\"op\":\"stanza\",\"from\":\"alice@example.org/phone\","
                                 "\"to\":\"bob@example.org\",\"kind\":\"message\",\"type\":\"chat\","
                                 "\"conn\":42,\"flags\":1}");
     buf_fini(&b);
@@ -58,7 +58,7 @@ static void test_unknown_keys_ignored(void **state)
 {
     (void)state;
     struct envelope *d = NULL;
-    const char *j = "{\"v\":1,\"op\":\"heartbeat\",\"future\":\"x\",\"n\":3,\"b\":true,\"z\":null}";
+    const char *j = "{\"v\":2,\"op\":\"heartbeat\",\"future\":\"x\",\"n\":3,\"b\":true,\"z\":null}";
     assert_int_equal(envelope_decode(j, strlen(j), &d), ENVELOPE_OK);
     assert_int_equal(d->op, OP_HEARTBEAT);
     envelope_free(d);
@@ -70,15 +70,16 @@ static void test_refusals(void **state)
     (void)state;
     struct envelope *d = NULL;
     const char *cases[][2] = {
-        { "{\"v\":2,\"op\":\"hello\"}", "version" },
+        { "{\"v\":1,\"op\":\"hello\"}", "version" },
+        { "{\"v\":3,\"op\":\"hello\"}", "version" },
         { "{\"op\":\"hello\"}", "version" },
-        { "{\"v\":1,\"op\":\"teleport\"}", "op" },
-        { "{\"v\":1}", "op" },
-        { "{\"v\":1,\"op\":\"hello\",\"from\":{\"x\":1}}", "json" },
-        { "{\"v\":1,\"op\":\"hello\",\"from\":[1]}", "json" },
-        { "{\"v\":1,\"op\":\"hello\",\"from\":5}", "json" },
-        { "{\"v\":1,\"op\":\"hello\",\"conn\":\"5\"}", "json" },
-        { "{\"v\":1,\"op\":", "json" },
+        { "{\"v\":2,\"op\":\"teleport\"}", "op" },
+        { "{\"v\":2}", "op" },
+        { "{\"v\":2,\"op\":\"hello\",\"from\":{\"x\":1}}", "json" },
+        { "{\"v\":2,\"op\":\"hello\",\"from\":[1]}", "json" },
+        { "{\"v\":2,\"op\":\"hello\",\"from\":5}", "json" },
+        { "{\"v\":2,\"op\":\"hello\",\"conn\":\"5\"}", "json" },
+        { "{\"v\":2,\"op\":", "json" },
         { "[]", "json" },
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -89,6 +90,31 @@ static void test_refusals(void **state)
         assert_int_equal(rc, want);
         assert_null(d);
     }
+}
+
+/* A header announces its payload frame with "p":1, after the fields. */
+static void test_payload_flag(void **state)
+{
+    (void)state;
+    struct envelope *e = envelope_new(OP_DELIVER), *d = NULL;
+    struct buf b;
+    int has_payload = -1;
+    envelope_set_int(e, ENV_CONN, 3);
+    envelope_set_payload(e, "<message/>", 10);
+    buf_init(&b);
+    envelope_encode(e, &b);
+    assert_string_equal(b.data, "{\"v\":2,\"op\":\"deliver\",\"conn\":3,\"p\":1}");
+    assert_int_equal(envelope_decode_framed(b.data, b.len, &d, &has_payload), ENVELOPE_OK);
+    assert_int_equal(has_payload, 1);
+    assert_null(d->payload); /* the payload is the next frame's, not the header's */
+    envelope_free(d);
+    d = NULL;
+    const char *hb = "{\"v\":2,\"op\":\"heartbeat\"}";
+    assert_int_equal(envelope_decode_framed(hb, strlen(hb), &d, &has_payload), ENVELOPE_OK);
+    assert_int_equal(has_payload, 0);
+    buf_fini(&b);
+    envelope_free(e);
+    envelope_free(d);
 }
 
 /* A copy is deep: changing the copy leaves the original alone. */
@@ -133,6 +159,7 @@ int main(void)
         cmocka_unit_test(test_round_trip_escaping),
         cmocka_unit_test(test_unknown_keys_ignored),
         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_payload_flag),
         cmocka_unit_test(test_copy),
         cmocka_unit_test(test_op_names_round_trip),
     };

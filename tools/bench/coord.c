@@ -112,7 +112,7 @@ static void run_chat(struct coord *co)
     char err[512];
     long long archive_base = -1;
 
-    if (co->db && (archive_base = db_count_archive(co->db, err, sizeof(err))) < 0)
+    if (co->db && !co->o->no_archive && (archive_base = db_count_archive(co->db, err, sizeof(err))) < 0)
         fprintf(stderr, "parley-bench: %s; the archive is not checked\n", err);
     co->fl.phase = "send";
     r->t_send0 = worker_now();

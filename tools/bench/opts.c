@@ -53,6 +53,7 @@ static const struct opt table[] = {
     { "mem-pids", T_PIDS, O(mem_pids), 0, 1, 4194304, NULL },
     { "db", T_STR, O(db), S(db), 0, 0, NULL },
     { "create", T_FLAG, O(create), 0, 0, 0, NULL },
+    { "no-archive", T_FLAG, O(no_archive), 0, 0, 0, NULL },
     { "iterations", T_LONG, O(iterations), 0, 4096, 1000000, NULL },
     { "json", T_STR, O(json), S(json), 0, 0, NULL },
     { "plot", T_STR, O(plot), S(plot), 0, 0, NULL },
@@ -81,6 +82,7 @@ static const char usage[] =
     "  --db SPEC           sqlite:PATH or pg:CONNINFO of a Parley store: with --create the\n"
     "                      accounts are written there first; offline counts stored rows\n"
     "  --create            create/refresh the accounts in --db (one shared credential)\n"
+    "  --no-archive        chat: the server keeps no archive; do not wait for it in --db\n"
     "  --iterations N      4096         PBKDF2 iterations of the created credential\n"
     "load:\n"
     "  --ramp R            0            logins started per second in total (0: no limit)\n"

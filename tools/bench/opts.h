@@ -50,6 +50,7 @@ struct bench_opts {
     int nmem_pids;
     char db[512];                     /* "sqlite:PATH" or "pg:CONNINFO" of a Parley store */
     int create;                       /* create the accounts in db first */
+    int no_archive;                   /* chat: do not wait for archive rows in db */
     long iterations;                  /* PBKDF2 iterations of created credentials */
     char json[512];                   /* --json FILE, "" = none */
     char plot[512];                   /* --plot FILE.png, "" = none */

@@ -168,31 +168,48 @@ static size_t send_peer(struct outbox *o, struct outbox_peer *p)
     return dropped;
 }
 
-void outbox_put(struct outbox *o, const char *peer, struct envelope **e)
+/* Queues e's header and, when owned_payload is set, that buffer as the
+ * payload frame without a copy; otherwise a copy of e's payload. */
+static void put(struct outbox *o, const char *peer, const struct envelope *e, char *owned_payload)
 {
-    struct envelope *env = *e;
     struct outbox_peer *p = find_peer(o, peer);
     zmq_msg_t *m;
 
-    *e = NULL;
     buf_reset(&o->hdr);
-    envelope_encode(env, &o->hdr);
+    envelope_encode(e, &o->hdr);
     m = next_frame(p);
     zmq_msg_init_size(m, o->hdr.len);
     memcpy(zmq_msg_data(m), o->hdr.data, o->hdr.len);
     p->bytes += o->hdr.len;
-    if (env->payload) {
-        /* The payload frame takes the envelope's buffer: no copy. */
+    if (e->payload) {
         m = next_frame(p);
-        zmq_msg_init_data(m, env->payload, env->payload_len, free_payload, NULL);
-        p->bytes += env->payload_len;
-        env->payload = NULL;
+        if (owned_payload) {
+            zmq_msg_init_data(m, owned_payload, e->payload_len, free_payload, NULL);
+        } else {
+            zmq_msg_init_size(m, e->payload_len);
+            memcpy(zmq_msg_data(m), e->payload, e->payload_len);
+        }
+        p->bytes += e->payload_len;
     }
-    envelope_free(env);
     p->envelopes++;
     o->pending++;
     if (p->envelopes >= OUTBOX_BATCH_ENVELOPES || p->bytes >= OUTBOX_BATCH_BYTES)
         (void)send_peer(o, p);
+}
+
+void outbox_put(struct outbox *o, const char *peer, struct envelope **e)
+{
+    struct envelope *env = *e;
+
+    *e = NULL;
+    put(o, peer, env, env->payload);
+    env->payload = NULL; /* now the frame's */
+    envelope_free(env);
+}
+
+void outbox_put_copy(struct outbox *o, const char *peer, const struct envelope *e)
+{
+    put(o, peer, e, NULL);
 }
 
 size_t outbox_flush(struct outbox *o)

@@ -31,6 +31,10 @@ void outbox_free(struct outbox *o);
  * DEALER) and consumes it: *e is NULL afterwards. */
 void outbox_put(struct outbox *o, const char *peer, struct envelope **e);
 
+/* Queues a copy of e for peer; e stays the caller's. For senders that keep
+ * what they sent (the router's job broker keeps a request for a redo). */
+void outbox_put_copy(struct outbox *o, const char *peer, const struct envelope *e);
+
 /* Sends everything queued now. Returns the number of envelopes dropped
  * because their send failed (already logged). */
 size_t outbox_flush(struct outbox *o);

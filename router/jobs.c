@@ -246,13 +246,11 @@ static struct worker *target(struct jobs *j, const struct job *job)
 
 static void send_to(struct router *r, struct worker *w, struct job *job)
 {
-    /* The request is kept for a redo, so a copy goes out. */
-    struct envelope *copy = envelope_copy(job->req);
-    envelope_set(copy, ENV_JOB, job->rid);
-    /* Queued for this loop turn's message to the worker. Should that send
+    /* The request is kept for a redo (it carries the router's id, see
+     * jobs_submit), so a copy goes out. Queued for this loop turn's message to the worker. Should that send
      * fail, the worker is gone: the job stays in flight and is redone when
      * the worker is dropped (J3). */
-    outbox_put(r->st_out, w->name, &copy);
+    outbox_put_copy(r->st_out, w->name, job->req);
 }
 
 /* J2: sends from the worker's queue while it has room. */
@@ -319,6 +317,9 @@ void jobs_submit(struct router *r, struct envelope **req, jobs_cb cb, void *ctx)
     job->submitted = ev_now(r->loop);
     job->seq = ++j->next_seq;
     snprintf(job->rid, sizeof(job->rid), "r%" PRIu64, job->seq);
+    /* Workers see the router's id; the requester's is put back on the
+     * result (complete). */
+    envelope_set(job->req, ENV_JOB, job->rid);
 
     user = envelope_get(job->req, ENV_USER);
     if (user) {

@@ -179,6 +179,27 @@ static void test_full_batch_leaves_early(void **state)
     outbox_free(o);
 }
 
+/* A copy goes out and the original stays the caller's, unchanged. */
+static void test_put_copy_keeps_original(void **state)
+{
+    struct pair *p = *state;
+    struct outbox *o = outbox_new(p->loop, p->router, "test");
+    struct envelope_reader rd;
+    struct envelope *kept = deliver(5, "<kept/>"), *e;
+
+    outbox_put_copy(o, "a", kept);
+    outbox_flush(o);
+    assert_string_equal(kept->payload, "<kept/>");
+    assert_true(envelope_get_int(kept, ENV_CONN, -1) == 5);
+    envelope_reader_init(&rd, p->dealer_a, 0);
+    assert_int_equal(envelope_recv(&rd, &e), ENVELOPE_OK);
+    assert_string_equal(e->payload, "<kept/>");
+    assert_true(envelope_get_int(e, ENV_CONN, -1) == 5);
+    envelope_free(e);
+    envelope_free(kept);
+    outbox_free(o);
+}
+
 /* A send to an unknown peer on a ROUTER_MANDATORY socket drops that batch
  * (counted) and leaves the other peers' batches alone. */
 static void test_unroutable_peer_dropped(void **state)
@@ -228,6 +249,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_batch_in_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_peers_apart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_batch_leaves_early, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_put_copy_keeps_original, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unroutable_peer_dropped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_envelope_skips_message, setup, teardown),
     };

@@ -60,6 +60,7 @@ static const struct option options[] = {
     { "storage.router_endpoint", OPT_STR, O(storage.router_endpoint), "ipc://run/storage.sock", 0, 0, NULL },
     { "storage.backend", OPT_ENUM, O(storage.backend), "sqlite", 0, 0, "sqlite|postgresql" },
     { "storage.sqlite_path", OPT_STR, O(storage.sqlite_path), "parley.db", 0, 0, NULL },
+    { "storage.sqlite_synchronous", OPT_ENUM, O(storage.sqlite_synchronous), "normal", 0, 0, "normal|full" },
     { "storage.pg_conninfo", OPT_STR, O(storage.pg_conninfo), "dbname=parley", 0, 0, NULL },
     { "storage.migrations_dir", OPT_STR, O(storage.migrations_dir), PARLEY_MIGRATIONS_DIR, 0, 0, NULL },
 

@@ -45,6 +45,7 @@ struct config_storage {
     char *router_endpoint;
     char *backend;            /* "sqlite" | "postgresql" */
     char *sqlite_path;
+    char *sqlite_synchronous; /* "normal" | "full": when a commit waits for fsync */
     char *pg_conninfo;
     char *migrations_dir;
 };

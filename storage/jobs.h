@@ -111,6 +111,10 @@ int jobs_archive_filter_parse(const char *xml, size_t len, struct stanza **tree,
  * jid='' dir=''>xml</r> per entry. Pure. */
 void jobs_archive_xml(const struct archive_page *p, struct buf *out);
 
+/* Removes (and frees) the entries of p whose xml is not one well-formed
+ * element, keeping the order of the others; returns how many went. Pure. */
+size_t jobs_archive_drop_malformed(struct archive_page *p);
+
 /* 1 when job is one of the per-user writes batch.c runs in a shared
  * transaction (roster_put, roster_del, pending_put, pending_del, last_set,
  * offline_put, offline_del, archive_put). */

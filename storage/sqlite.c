@@ -17,6 +17,7 @@
 #include "log.h"
 #include "util.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -33,30 +34,43 @@ int sqlite_fail(struct sqlite_backend *s, const char *job, const char *what, int
     return busy ? BACKEND_ERR_UNAVAILABLE : BACKEND_ERR_INTERNAL;
 }
 
-int sqlite_prepare(struct sqlite_backend *s, const char *what, const char *sql, sqlite3_stmt **st,
-                   const char *const *args)
+/* The cached statement for sql, prepared now if this is its first use. */
+static int cached(struct sqlite_backend *s, const char *job, const char *what, const char *sql, sqlite3_stmt **st)
 {
-    int rc = sqlite3_prepare_v2(s->db, sql, -1, st, NULL);
-    if (rc != SQLITE_OK)
-        return sqlite_fail(s, s->base.job, what, rc);
-    for (int i = 0; args && args[i]; i++) {
-        rc = sqlite3_bind_text(*st, i + 1, args[i], -1, SQLITE_STATIC);
-        if (rc != SQLITE_OK) {
-            int err = sqlite_fail(s, s->base.job, what, rc);
-            sqlite3_finalize(*st);
-            *st = NULL;
-            return err;
+    int rc;
+
+    for (size_t i = 0; i < s->nstmts; i++) {
+        if (s->stmts[i].sql == sql) {
+            *st = s->stmts[i].st;
+            /* Handed back by the previous user, or a caller forgot sqlite_stmt_done. */
+            assert(!sqlite3_stmt_busy(*st));
+            return BACKEND_OK;
         }
     }
+    /* PERSISTENT: these live as long as the connection, so SQLite takes
+     * their memory from the heap rather than the lookaside slots it keeps
+     * for short-lived allocations. */
+    rc = sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL);
+    if (rc != SQLITE_OK) {
+        *st = NULL;
+        return sqlite_fail(s, job, what, rc);
+    }
+    if (s->nstmts == s->stmts_cap) {
+        s->stmts_cap = s->stmts_cap ? 2 * s->stmts_cap : 32;
+        s->stmts = xrealloc(s->stmts, s->stmts_cap * sizeof(*s->stmts));
+    }
+    s->stmts[s->nstmts++] = (struct sqlite_cached){ sql, *st };
     return BACKEND_OK;
 }
 
-int sqlite_prepare_vals(struct sqlite_backend *s, const char *job, const char *what, const char *sql,
-                        sqlite3_stmt **st, const struct sqlite_val *v, int n)
+int sqlite_stmt(struct sqlite_backend *s, const char *job, const char *what, const char *sql, sqlite3_stmt **st,
+                const struct sqlite_val *v, int n)
 {
-    int rc = sqlite3_prepare_v2(s->db, sql, -1, st, NULL);
-    if (rc != SQLITE_OK)
-        return sqlite_fail(s, job, what, rc);
+    int rc = cached(s, job, what, sql, st);
+
+    if (rc < 0)
+        return rc;
+    rc = SQLITE_OK;
     for (int i = 0; i < n && rc == SQLITE_OK; i++) {
         if (v[i].is_int)
             rc = sqlite3_bind_int64(*st, i + 1, v[i].num);
@@ -67,17 +81,44 @@ int sqlite_prepare_vals(struct sqlite_backend *s, const char *job, const char *w
     }
     if (rc != SQLITE_OK) {
         int err = sqlite_fail(s, job, what, rc);
-        sqlite3_finalize(*st);
+        sqlite_stmt_done(*st);
         *st = NULL;
         return err;
     }
     return BACKEND_OK;
 }
 
+int sqlite_stmt_args(struct sqlite_backend *s, const char *what, const char *sql, sqlite3_stmt **st,
+                     const char *const *args)
+{
+    int rc = cached(s, s->base.job, what, sql, st);
+
+    if (rc < 0)
+        return rc;
+    for (int i = 0; args && args[i]; i++) {
+        rc = sqlite3_bind_text(*st, i + 1, args[i], -1, SQLITE_STATIC);
+        if (rc != SQLITE_OK) {
+            int err = sqlite_fail(s, s->base.job, what, rc);
+            sqlite_stmt_done(*st);
+            *st = NULL;
+            return err;
+        }
+    }
+    return BACKEND_OK;
+}
+
+void sqlite_stmt_done(sqlite3_stmt *st)
+{
+    /* reset returns the last step's error, which the caller has handled. */
+    (void)sqlite3_reset(st);
+    /* The bound texts are borrowed from a job that is about to be freed. */
+    (void)sqlite3_clear_bindings(st);
+}
+
 int sqlite_exec(struct sqlite_backend *s, const char *what, const char *sql, const char *const *args)
 {
     sqlite3_stmt *st;
-    int rc = sqlite_prepare(s, what, sql, &st, args);
+    int rc = sqlite_stmt_args(s, what, sql, &st, args);
     if (rc < 0)
         return rc;
     rc = sqlite3_step(st);
@@ -86,7 +127,7 @@ int sqlite_exec(struct sqlite_backend *s, const char *what, const char *sql, con
     } else {
         rc = BACKEND_OK;
     }
-    sqlite3_finalize(st);
+    sqlite_stmt_done(st);
     return rc;
 }
 
@@ -102,6 +143,8 @@ const char *sqlite_col(sqlite3_stmt *st, int i)
     return (const char *)sqlite3_column_text(st, i);
 }
 
+static void sqlite_close(struct backend *b);
+
 static struct backend *sqlite_open(const struct config *conf)
 {
     struct sqlite_backend *s = xcalloc(1, sizeof(*s));
@@ -110,6 +153,13 @@ static struct backend *sqlite_open(const struct config *conf)
 
     s->base.ops = &backend_sqlite;
     s->base.job = "-";
+    /* Only the main thread of a worker touches SQLite (the ZeroMQ I/O
+     * thread never does), so its mutexes and its allocation statistics
+     * (one more mutex per malloc) are pure cost. Must come before the
+     * library initializes; a second open in the same process gets
+     * SQLITE_MISUSE here and keeps the same settings. */
+    (void)sqlite3_config(SQLITE_CONFIG_SINGLETHREAD);
+    (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
     rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
         log_error("sqlite open %s: %s", path, s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
@@ -143,11 +193,21 @@ static struct backend *sqlite_open(const struct config *conf)
         }
         nanosleep(&(struct timespec){ .tv_nsec = 50 * 1000 * 1000 }, NULL);
     }
-    log_info("sqlite database %s open (WAL, busy_timeout %d ms)", path, SQLITE_BUSY_MS);
+    /* synchronous=NORMAL in WAL mode: a commit is in the WAL file (the OS
+     * page cache) before the job is answered, and the WAL is fsynced at
+     * checkpoints only. That survives any process crash; a power loss can
+     * roll back the last transactions, never corrupt the file. FULL adds
+     * an fsync per commit (parley.conf.example "sqlite_synchronous"). */
+    if (sqlite_exec(s, "synchronous",
+                    strcmp(conf->storage.sqlite_synchronous, "full") == 0 ? "PRAGMA synchronous=FULL"
+                                                                          : "PRAGMA synchronous=NORMAL",
+                    NULL) < 0)
+        goto fail;
+    log_info("sqlite database %s open (WAL, synchronous %s, busy_timeout %d ms)", path,
+             conf->storage.sqlite_synchronous, SQLITE_BUSY_MS);
     return &s->base;
 fail:
-    sqlite3_close(s->db);
-    free(s);
+    sqlite_close(&s->base);
     return NULL;
 }
 
@@ -157,7 +217,10 @@ static void sqlite_close(struct backend *b)
     if (!b)
         return;
     s = sqlite_from_base(b);
-    /* sqlite3_close_v2 would defer on unfinalized statements; we never keep any. */
+    for (size_t i = 0; i < s->nstmts; i++)
+        sqlite3_finalize(s->stmts[i].st);
+    free(s->stmts);
+    /* Every statement is finalized now, so close does not defer. */
     if (sqlite3_close(s->db) != SQLITE_OK)
         log_error("sqlite close: %s", sqlite3_errmsg(s->db));
     free(s);
@@ -165,39 +228,35 @@ static void sqlite_close(struct backend *b)
 
 static int is_applied(struct sqlite_backend *s, const struct migration *m, int *applied)
 {
+    const struct sqlite_val v[] = { SQ_INT(m->version) };
     sqlite3_stmt *st;
-    int rc = sqlite_prepare(s, "schema_migrations lookup", "SELECT 1 FROM schema_migrations WHERE version = ?1", &st,
-                            NULL);
+    int rc = sqlite_stmt(s, s->base.job, "schema_migrations lookup", "SELECT 1 FROM schema_migrations WHERE version = ?1",
+                         &st, v, 1);
 
     if (rc < 0)
         return rc;
-    rc = sqlite3_bind_int64(st, 1, m->version);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_step(st);
+    rc = sqlite3_step(st);
     *applied = rc == SQLITE_ROW;
     if (rc == SQLITE_ROW || rc == SQLITE_DONE)
         rc = BACKEND_OK;
     else
         rc = sqlite_fail(s, s->base.job, "schema_migrations lookup", rc);
-    sqlite3_finalize(st);
+    sqlite_stmt_done(st);
     return rc;
 }
 
 static int record(struct sqlite_backend *s, const struct migration *m)
 {
+    const struct sqlite_val v[] = { SQ_INT(m->version), SQ_TEXT(m->file) };
     sqlite3_stmt *st;
-    int rc = sqlite_prepare(s, "schema_migrations insert",
-                            "INSERT INTO schema_migrations (version, name) VALUES (?1, ?2)", &st, NULL);
+    int rc = sqlite_stmt(s, s->base.job, "schema_migrations insert",
+                         "INSERT INTO schema_migrations (version, name) VALUES (?1, ?2)", &st, v, 2);
 
     if (rc < 0)
         return rc;
-    rc = sqlite3_bind_int64(st, 1, m->version);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_bind_text(st, 2, m->file, -1, SQLITE_STATIC);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_step(st);
+    rc = sqlite3_step(st);
     rc = rc == SQLITE_DONE ? BACKEND_OK : sqlite_fail(s, s->base.job, "schema_migrations insert", rc);
-    sqlite3_finalize(st);
+    sqlite_stmt_done(st);
     return rc;
 }
 

@@ -14,9 +14,17 @@
 
 #define SQLITE_BUSY_MS 5000
 
+/* A statement prepared once per connection and kept (sqlite_stmt). */
+struct sqlite_cached {
+    const char *sql;          /* the string literal it was prepared from: the key */
+    sqlite3_stmt *st;         /* owned; finalized by close */
+};
+
 struct sqlite_backend {
     struct backend base;
     sqlite3 *db;
+    struct sqlite_cached *stmts;   /* every statement this connection ran, kept prepared */
+    size_t nstmts, stmts_cap;
 };
 
 static inline struct sqlite_backend *sqlite_from_base(struct backend *b)
@@ -39,13 +47,24 @@ struct sqlite_val {
  * outlasted busy_timeout is UNAVAILABLE (try again), anything else INTERNAL. */
 int sqlite_fail(struct sqlite_backend *s, const char *job, const char *what, int rc);
 
-/* Prepares sql and binds the NULL-terminated text parameters in order. */
-int sqlite_prepare(struct sqlite_backend *s, const char *what, const char *sql, sqlite3_stmt **st,
-                   const char *const *args);
-/* Prepares sql and binds the n values in order; failures logged as job. */
-int sqlite_prepare_vals(struct sqlite_backend *s, const char *job, const char *what, const char *sql,
-                        sqlite3_stmt **st, const struct sqlite_val *v, int n);
-/* Runs a statement that returns no rows (text parameters). */
+/*
+ * Statements are prepared once per connection and kept: preparing (parse,
+ * plan, code generation) cost more than running these small statements.
+ * sqlite_stmt sets *st to the connection's statement for sql, with the n
+ * values bound in order (failures logged as job); the connection keeps
+ * owning it, and the caller hands it back with sqlite_stmt_done (reset,
+ * bindings cleared) before sql is used again. A statement not handed back
+ * would keep its read snapshot open. sql must be a string literal or
+ * otherwise live as long as the connection: the cache is keyed by its
+ * address, so each call site's literal is prepared once.
+ */
+int sqlite_stmt(struct sqlite_backend *s, const char *job, const char *what, const char *sql, sqlite3_stmt **st,
+                const struct sqlite_val *v, int n);
+/* The same with the NULL-terminated text parameters args (NULL: none). */
+int sqlite_stmt_args(struct sqlite_backend *s, const char *what, const char *sql, sqlite3_stmt **st,
+                     const char *const *args);
+void sqlite_stmt_done(sqlite3_stmt *st);
+/* Runs a statement that returns no rows (text parameters), through the cache. */
 int sqlite_exec(struct sqlite_backend *s, const char *what, const char *sql, const char *const *args);
 /* Rolls back after a failure already logged; best effort. */
 void sqlite_rollback(struct sqlite_backend *s);

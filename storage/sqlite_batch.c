@@ -1,7 +1,7 @@
 /*
  * Batched writes on SQLite (backend_ops.write): BEGIN IMMEDIATE, then each
- * write between SAVEPOINT w and RELEASE w (ROLLBACK TO w first when one of
- * its statements failed), then COMMIT. SQLite has no round trips to save,
+ * write (those of several statements between SAVEPOINT w and RELEASE w,
+ * with ROLLBACK TO w first when one of its statements failed), then COMMIT. SQLite has no round trips to save,
  * so the writes simply run one statement after the other; the batch saves
  * the commit (one WAL sync instead of one per write) and the write lock
  * taken once.
@@ -20,13 +20,13 @@ static int step(struct sqlite_backend *s, const struct backend_write *w, const c
                 const struct sqlite_val *v, int n)
 {
     sqlite3_stmt *st;
-    int rc = sqlite_prepare_vals(s, w->job, what, sql, &st, v, n);
+    int rc = sqlite_stmt(s, w->job, what, sql, &st, v, n);
 
     if (rc < 0)
         return rc;
     rc = sqlite3_step(st);
     rc = rc == SQLITE_DONE || rc == SQLITE_ROW ? BACKEND_OK : sqlite_fail(s, w->job, what, rc);
-    sqlite3_finalize(st);
+    sqlite_stmt_done(st);
     return rc;
 }
 
@@ -35,7 +35,7 @@ static int step_ints(struct sqlite_backend *s, const struct backend_write *w, co
                      const struct sqlite_val *v, int n, int64_t *a, int64_t *b)
 {
     sqlite3_stmt *st;
-    int rc = sqlite_prepare_vals(s, w->job, what, sql, &st, v, n);
+    int rc = sqlite_stmt(s, w->job, what, sql, &st, v, n);
 
     *a = *b = 0;
     if (rc < 0)
@@ -46,7 +46,7 @@ static int step_ints(struct sqlite_backend *s, const struct backend_write *w, co
         *b = sqlite3_column_count(st) > 1 ? sqlite3_column_int64(st, 1) : 0;
     }
     rc = rc == SQLITE_DONE || rc == SQLITE_ROW ? BACKEND_OK : sqlite_fail(s, w->job, what, rc);
-    sqlite3_finalize(st);
+    sqlite_stmt_done(st);
     return rc;
 }
 
@@ -161,15 +161,31 @@ static int run_write(struct sqlite_backend *s, const struct backend_write *w)
     case BW_ARCHIVE_PUT: {
         const struct sqlite_val v[] = { SQ_TEXT(w->user), SQ_TEXT(w->id), SQ_TEXT(w->jid),
                                         SQ_INT(w->stamp), SQ_TEXT(w->text), SQ_TEXT(w->xml) };
-        if ((rc = user_exists(s, w)) < 0)
+        /* The account check folded into the insert: one statement for the
+         * usual case. No row inserted means no account or a repeat of a
+         * stored id (a success); only then is it worth asking which. */
+        rc = step(s, w, "archive_put",
+                  "INSERT INTO archive (user_id, id, peer, stamp, dir, xml)"
+                  " SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE EXISTS (SELECT 1 FROM users WHERE user_id = ?1)"
+                  " ON CONFLICT DO NOTHING",
+                  v, 6);
+        if (rc < 0 || sqlite3_changes(s->db) > 0)
             return rc;
-        return step(s, w, "archive_put",
-                    "INSERT INTO archive (user_id, id, peer, stamp, dir, xml) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
-                    " ON CONFLICT DO NOTHING",
-                    v, 6);
+        return user_exists(s, w);
     }
     }
     return BACKEND_ERR_INTERNAL;
+}
+
+/* 1 when w may change rows in more than one statement, so that a failure
+ * midway must undo its first statements: those writes run under a
+ * savepoint. Every other kind changes rows in one statement at most (after
+ * reads), and SQLite undoes a failed statement by itself, leaving the
+ * transaction as it was; so the hot kinds (archive_put, offline_put) skip
+ * the two extra statements per write. */
+static int needs_savepoint(const struct backend_write *w)
+{
+    return w->kind == BW_ROSTER_PUT || w->kind == BW_ROSTER_DEL || (w->kind == BW_OFFLINE_DEL && w->nids > 1);
 }
 
 /* One run of the whole batch; BACKEND_OK when it committed. */
@@ -180,13 +196,20 @@ static int attempt(struct sqlite_backend *s, struct backend_write *w, size_t n)
     if (rc < 0)
         return rc;
     for (size_t k = 0; k < n; k++) {
-        if ((rc = sqlite_exec(s, "batch savepoint", "SAVEPOINT w", NULL)) < 0)
+        int sp = needs_savepoint(&w[k]);
+        if (sp && (rc = sqlite_exec(s, "batch savepoint", "SAVEPOINT w", NULL)) < 0)
             goto fail;
         w[k].rc = run_write(s, &w[k]);
-        /* A write that failed (or found no account midway) is undone alone. */
-        if (w[k].rc != BACKEND_OK && (rc = sqlite_exec(s, "batch rollback to", "ROLLBACK TO w", NULL)) < 0)
+        /* Some errors (I/O, disk full, out of memory) make SQLite roll back
+         * the whole transaction: the writes before this one are gone too. */
+        if (w[k].rc != BACKEND_OK && sqlite3_get_autocommit(s->db)) {
+            rc = BACKEND_ERR_UNAVAILABLE;
             goto fail;
-        if ((rc = sqlite_exec(s, "batch release", "RELEASE w", NULL)) < 0)
+        }
+        /* A write that failed (or found no account midway) is undone alone. */
+        if (sp && w[k].rc != BACKEND_OK && (rc = sqlite_exec(s, "batch rollback to", "ROLLBACK TO w", NULL)) < 0)
+            goto fail;
+        if (sp && (rc = sqlite_exec(s, "batch release", "RELEASE w", NULL)) < 0)
             goto fail;
         /* Busy inside the transaction: the lock was lost, not one write's fault. */
         if (w[k].rc == BACKEND_ERR_UNAVAILABLE) {

@@ -8,6 +8,7 @@
 #include "buf.h"
 #include "util.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -63,7 +64,7 @@ int sqlite_user_list(struct backend *b, struct buf *out)
 {
     struct sqlite_backend *s = sqlite_from_base(b);
     sqlite3_stmt *st;
-    int rc = sqlite_prepare(s, "user_list", "SELECT user_id FROM users ORDER BY user_id", &st, NULL);
+    int rc = sqlite_stmt_args(s, "user_list", "SELECT user_id FROM users ORDER BY user_id", &st, NULL);
 
     if (rc < 0)
         return rc;
@@ -72,7 +73,7 @@ int sqlite_user_list(struct backend *b, struct buf *out)
         buf_append(out, "\n", 1);
     }
     rc = rc == SQLITE_DONE ? BACKEND_OK : sqlite_fail(s, b->job, "user_list", rc);
-    sqlite3_finalize(st);
+    sqlite_stmt_done(st);
     return rc;
 }
 
@@ -81,7 +82,7 @@ int sqlite_cred_get(struct backend *b, const char *user, char **sha1, char **sha
     struct sqlite_backend *s = sqlite_from_base(b);
     const char *args[] = { user, NULL };
     sqlite3_stmt *st;
-    int rc = sqlite_prepare(s, "cred_get", "SELECT cred_sha1, cred_sha256 FROM users WHERE user_id = ?1", &st, args);
+    int rc = sqlite_stmt_args(s, "cred_get", "SELECT cred_sha1, cred_sha256 FROM users WHERE user_id = ?1", &st, args);
 
     *sha1 = *sha256 = NULL;
     if (rc < 0)
@@ -94,7 +95,7 @@ int sqlite_cred_get(struct backend *b, const char *user, char **sha1, char **sha
     } else {
         rc = rc == SQLITE_DONE ? BACKEND_ERR_NOT_FOUND : sqlite_fail(s, b->job, "cred_get", rc);
     }
-    sqlite3_finalize(st);
+    sqlite_stmt_done(st);
     return rc;
 }
 
@@ -106,14 +107,14 @@ static int rows(struct sqlite_backend *s, const char *what, const char *sql, con
                 row_fn fn, void *ctx)
 {
     sqlite3_stmt *st;
-    int rc = sqlite_prepare_vals(s, s->base.job, what, sql, &st, v, n);
+    int rc = sqlite_stmt(s, s->base.job, what, sql, &st, v, n);
 
     if (rc < 0)
         return rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW)
         fn(st, ctx);
     rc = rc == SQLITE_DONE ? BACKEND_OK : sqlite_fail(s, s->base.job, what, rc);
-    sqlite3_finalize(st);
+    sqlite_stmt_done(st);
     return rc;
 }
 
@@ -269,31 +270,37 @@ static void page_row(sqlite3_stmt *st, void *ctx)
                             sqlite_col(st, 3), sqlite_col(st, 4));
 }
 
-/* The filter of every archive query: ?1 user, ?2 with, ?3 start, ?4 end. */
+/*
+ * The filter of every archive query: ?1 user, ?2 with (NULL: any peer), ?3
+ * and ?4 the stamp window, inclusive. The window is always bound (the
+ * widest one when the query has none) rather than written "?3 IS NULL OR
+ * ...": a term inside an OR cannot bound an index range, and this way
+ * archive_time (user_id, stamp, id, peer; migration 008) is searched from
+ * the window's start, with peer tested inside the index.
+ */
 #define ARCHIVE_WHERE                                                          \
-    " WHERE user_id = ?1 AND (?2 IS NULL OR peer = ?2)"                        \
-    " AND (?3 IS NULL OR stamp >= ?3) AND (?4 IS NULL OR stamp <= ?4)"
-/* Paging: ?5/?6 the (stamp, id) after which, ?7/?8 before which; ?9 the limit. */
+    " WHERE user_id = ?1 AND stamp >= ?3 AND stamp <= ?4 AND (?2 IS NULL OR peer = ?2)"
+/* Paging: ?5/?6 the (stamp, id) after which, ?7/?8 before which (bounds no
+ * entry can reach when the query has none); ?9 the limit. */
 #define ARCHIVE_PAGE                                                           \
     "SELECT id, stamp, peer, dir, xml FROM archive" ARCHIVE_WHERE               \
-    " AND (?5 IS NULL OR (stamp, id) > (?5, ?6)) AND (?7 IS NULL OR (stamp, id) < (?7, ?8))"
+    " AND (stamp, id) > (?5, ?6) AND (stamp, id) < (?7, ?8)"
 
 int sqlite_archive_query(struct backend *b, const char *user, const struct archive_filter *f,
                          struct archive_page *p)
 {
     struct sqlite_backend *s = sqlite_from_base(b);
-    struct sqlite_val v[9] = { SQ_TEXT(user), SQ_TEXT(f->with), SQ_TEXT(NULL), SQ_TEXT(NULL), SQ_TEXT(NULL),
-                               SQ_TEXT(NULL), SQ_TEXT(NULL), SQ_TEXT(NULL), SQ_INT(f->max + 1) };
+    /* Stored stamps are >= 0 (jobs_archive.c) and ids non-empty, so
+     * (-1, '') is before every entry and (INT64_MAX, '') after every one. */
+    struct sqlite_val v[9] = { SQ_TEXT(user), SQ_TEXT(f->with), SQ_INT(f->has_start ? f->start : INT64_MIN),
+                               SQ_INT(f->has_end ? f->end : INT64_MAX), SQ_INT(-1), SQ_TEXT(""),
+                               SQ_INT(INT64_MAX), SQ_TEXT(""), SQ_INT(f->max + 1) };
     struct page pg = { p, f->max, 0 };
     int backward = f->before != NULL;
     int rc = read_begin(s);
 
     if (rc < 0)
         return rc;
-    if (f->has_start)
-        v[2] = SQ_INT(f->start);
-    if (f->has_end)
-        v[3] = SQ_INT(f->end);
     if (f->after && (rc = position(s, user, f->after, &v[4])) == BACKEND_OK)
         v[5] = SQ_TEXT(f->after);
     if (rc == BACKEND_OK && f->before && *f->before && (rc = position(s, user, f->before, &v[6])) == BACKEND_OK)
@@ -301,6 +308,14 @@ int sqlite_archive_query(struct backend *b, const char *user, const struct archi
     if (rc == BACKEND_OK)
         rc = rows(s, "archive_query count", "SELECT count(*) FROM archive" ARCHIVE_WHERE, v, 4, count_row,
                   &p->count);
+    /* The page's stamp window narrowed to the after/before positions, so
+     * the index search starts at the position instead of the window's
+     * start; the (stamp, id) terms then drop the entries of equal stamp
+     * on the wrong side. */
+    if (v[4].num > v[2].num)
+        v[2] = v[4];
+    if (v[6].num < v[3].num)
+        v[3] = v[6];
     /* One more than max tells whether the page reaches the end (rule P4). */
     if (rc == BACKEND_OK)
         rc = rows(s, "archive_query page",
@@ -320,7 +335,7 @@ int sqlite_archive_purge(struct backend *b, int64_t before, int64_t *deleted)
     struct sqlite_backend *s = sqlite_from_base(b);
     const struct sqlite_val v[] = { SQ_INT(before) };
     sqlite3_stmt *st;
-    int rc = sqlite_prepare_vals(s, b->job, "archive_purge", "DELETE FROM archive WHERE stamp < ?1", &st, v, 1);
+    int rc = sqlite_stmt(s, b->job, "archive_purge", "DELETE FROM archive WHERE stamp < ?1", &st, v, 1);
 
     *deleted = 0;
     if (rc < 0)
@@ -332,6 +347,6 @@ int sqlite_archive_purge(struct backend *b, int64_t before, int64_t *deleted)
     } else {
         rc = sqlite_fail(s, b->job, "archive_purge", rc);
     }
-    sqlite3_finalize(st);
+    sqlite_stmt_done(st);
     return rc;
 }

@@ -32,7 +32,6 @@ TIMEOUT = 10          # seconds for any one answer
 STOP_TIMEOUT = 5
 HEARTBEAT_MS = 100
 PEER_TIMEOUT_MS = 500
-MIGRATIONS = 6        # files in storage/migrations for each backend
 
 BACKENDS = ["sqlite", "postgresql"]
 
@@ -271,18 +270,26 @@ def applied_lines(text):
     return re.findall(r"migration (\d+) \((\S+)\) applied", text)
 
 
+def migrations(backend):
+    """The (version, file) of every migration in storage/migrations for backend, in order."""
+    suffix = "sqlite" if backend == "sqlite" else "pg"
+    files = [("1", f"001_users.{suffix}.sql"), ("2", "002_roster.sql"), ("3", "003_roster_pending.sql"),
+             ("4", "004_last_activity.sql"), ("5", f"005_offline.{suffix}.sql"), ("6", f"006_archive.{suffix}.sql")]
+    if backend == "sqlite":
+        files.append(("8", "008_archive_indexes.sqlite.sql"))
+    return files
+
+
 def test_migrations_apply_once(env):
     # A first start applies every migration in order; a restart applies none.
     w = env.worker()
-    suffix = "sqlite" if env.store.backend == "sqlite" else "pg"
-    expected = [("1", f"001_users.{suffix}.sql"), ("2", "002_roster.sql"), ("3", "003_roster_pending.sql"),
-                ("4", "004_last_activity.sql"), ("5", f"005_offline.{suffix}.sql"), ("6", f"006_archive.{suffix}.sql")]
+    expected = migrations(env.store.backend)
     assert applied_lines(w.log()) == expected
     assert w.stop() == 0
     first_len = len(w.log())
     w.start()
     env.router.wait_op("hello", peer="storage-1")
-    w.wait_log(r"schema at version 6 \(0 migrations applied now\)")
+    w.wait_log(rf"schema at version {expected[-1][0]} \(0 migrations applied now\)")
     assert applied_lines(w.log()[first_len:]) == []
     assert env.store.sql("SELECT version, name FROM schema_migrations ORDER BY version") == expected
 
@@ -294,9 +301,9 @@ def test_two_workers_starting_together(env):
     peers = set()
     while peers != {"storage-a", "storage-b"}:
         peers.add(env.router.wait_op("hello")[0])
-    assert len(applied_lines(a.log()) + applied_lines(b.log())) == MIGRATIONS
+    assert len(applied_lines(a.log()) + applied_lines(b.log())) == len(migrations(env.store.backend))
     assert [r[0] for r in env.store.sql("SELECT version FROM schema_migrations ORDER BY version")] == [
-        "1", "2", "3", "4", "5", "6"]
+        v for v, _ in migrations(env.store.backend)]
     # Both serve jobs.
     for peer in ("storage-a", "storage-b"):
         hdr, payload = env.router.job(peer, "user_list")
@@ -740,6 +747,79 @@ def test_archive_filters(env):
         assert query(env, **attrs)[0]["error"] == "bad-request", attrs
     hdr, _ = env.router.job(W, "archive_query", "<query/>", user="ada@example.org")
     assert hdr["error"] == "bad-request"
+
+
+def test_archive_malformed_row_left_out(env):
+    # archive_put stores the message without parsing it; a stored message
+    # that is not one well-formed element is left out of the page (and
+    # logged), so one bad row cannot spoil every page around it.
+    w = env.worker()
+    archive_fill(env, n=4)
+    ok(env, "archive_put", "<message><body>cut", user="ada@example.org", id="a01x", jid="bob@example.org",
+       stamp=1011, text="in")
+    hdr, ids, complete, count = query(env)
+    assert ids == ["a00", "a01", "a02", "a03"] and complete and count == 5, (hdr, ids)
+    w.wait_log(r"archive_query: 1 stored message is not well-formed; left out of the page")
+    hdr, _ = env.router.job(W, "archive_put", "<message/>\0<x/>", user="ada@example.org", id="a9",
+                            jid="bob@example.org", stamp=2000, text="in")
+    assert hdr["error"] == "bad-request"
+
+
+def test_archive_query_plans(env):
+    # SQLite (migration 008): the archive has one index led by user_id, and
+    # every query shape of sqlite_jobs.c searches an index rather than the
+    # table: by user and time window, by user and peer ("with", tested
+    # inside archive_time), and the after/before position by (user, id).
+    if env.store.backend != "sqlite":
+        pytest.skip("SQLite's schema")
+    env.worker()
+    where = " WHERE user_id = ?1 AND stamp >= ?3 AND stamp <= ?4 AND (?2 IS NULL OR peer = ?2)"
+    page = ("SELECT id, stamp, peer, dir, xml FROM archive" + where +
+            " AND (stamp, id) > (?5, ?6) AND (stamp, id) < (?7, ?8)")
+    plans = {
+        "SELECT count(*) FROM archive" + where: "COVERING INDEX archive_time (user_id=? AND stamp>? AND stamp<?)",
+        page + " ORDER BY stamp, id LIMIT ?9": "INDEX archive_time (user_id=? AND stamp>? AND stamp<?)",
+        page + " ORDER BY stamp DESC, id DESC LIMIT ?9": "INDEX archive_time (user_id=? AND stamp>? AND stamp<?)",
+        "SELECT stamp FROM archive WHERE user_id = ?1 AND id = ?2": "INDEX sqlite_autoindex_archive_1 (id=? AND user_id=?)",
+        "DELETE FROM archive WHERE user_id = ?1": "INDEX archive_time (user_id=?)",
+    }
+    db = sqlite3.connect(env.store.path)
+    try:
+        for sql, index in plans.items():
+            nargs = max(int(n) for n in re.findall(r"\?(\d)", sql))
+            rows = db.execute("EXPLAIN QUERY PLAN " + sql, (None,) * nargs).fetchall()
+            detail = " | ".join(r[-1] for r in rows)
+            assert detail == "SEARCH archive USING " + index, (sql, detail)
+    finally:
+        db.close()
+    assert sorted(r[0] for r in env.store.sql("SELECT name FROM sqlite_master WHERE tbl_name = 'archive'")) == [
+        "archive", "archive_time", "sqlite_autoindex_archive_1"]
+
+
+def test_archive_upgrade_keeps_rows(env):
+    # A database written with 006's archive keeps its rows through 008.
+    if env.store.backend != "sqlite":
+        pytest.skip("SQLite's migration")
+    mig = os.path.join(REPO, "storage", "migrations")
+    db = sqlite3.connect(env.store.path)
+    db.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+               " applied_at TEXT NOT NULL DEFAULT '')")
+    for version, name in migrations("sqlite")[:6]:
+        with open(os.path.join(mig, name), encoding="utf-8") as f:
+            db.executescript(f.read())
+        db.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", (int(version), name))
+    db.execute("INSERT INTO users (user_id, cred_sha1, cred_sha256) VALUES ('ada@example.org', 'x', 'y')")
+    for i in range(5):
+        db.execute("INSERT INTO archive VALUES ('ada@example.org', ?, 'bob@example.org', ?, 'in', ?)",
+                   (f"a{i:02d}", 1000 + 10 * i, msg(i)))
+    db.commit()
+    db.close()
+    w = env.worker()
+    assert applied_lines(w.log()) == [("8", "008_archive_indexes.sqlite.sql")]
+    _, ids, complete, count = query(env, max=3, after="a00")
+    assert ids == ["a01", "a02", "a03"] and not complete and count == 5
+    ok(env, "archive_put", msg(9), user="ada@example.org", id="a00", jid="bob@example.org", stamp=1, text="in")
+    assert env.store.sql("SELECT count(*) FROM archive") == [("5",)]     # (user, id) still unique
 
 
 def test_archive_purge(env):

@@ -551,6 +551,33 @@ static void test_archive_put_checks(void **state)
     }
 }
 
+/* archive_put stores the message unparsed, but not an empty one or one
+ * with a NUL inside (it is stored as a C string). */
+static void test_archive_put_payload(void **state)
+{
+    static const struct {
+        const char *xml;
+        size_t len;
+        const char *outcome;
+    } cases[] = {
+        { "<message/>", 10, "ok" },
+        { "<message>unclosed", 17, "ok" },   /* not parsed: archive_query leaves it out */
+        { "", 0, "bad-request" },
+        { "<message/>\0x", 12, "bad-request" },
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct fake f = fake_new(BACKEND_OK);
+        struct envelope *job = job_new("archive_put", "alice@example.org");
+        envelope_set(job, ENV_ID, "a1");
+        envelope_set(job, ENV_JID, "bob@example.org");
+        envelope_set(job, ENV_TEXT, "in");
+        envelope_set_int(job, ENV_STAMP, 5);
+        envelope_set_payload(job, cases[i].xml, cases[i].len);
+        assert_string_equal(outcome_of(run(&f, job)), cases[i].outcome);
+    }
+}
+
 /* archive_query passes the parsed filter and serializes the page. */
 static void test_archive_query_round_trip(void **state)
 {
@@ -658,6 +685,7 @@ int main(void)
         cmocka_unit_test(test_offline_get_payload),
         cmocka_unit_test(test_last_get_and_set),
         cmocka_unit_test(test_archive_put_checks),
+        cmocka_unit_test(test_archive_put_payload),
         cmocka_unit_test(test_archive_query_round_trip),
         cmocka_unit_test(test_archive_purge_text),
         cmocka_unit_test(test_is_batched),

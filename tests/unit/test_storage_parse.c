@@ -406,6 +406,25 @@ static void test_archive_filter_parse_errors(void **state)
     assert_int_equal(filter_rc("<q before='a&#10;b'/>", &f), JOBS_ERR_ID);
 }
 
+/* Stored messages that are not one well-formed element leave the page; the
+ * others keep their order. */
+static void test_archive_drop_malformed(void **state)
+{
+    struct archive_page p = { 0 };
+    (void)state;
+    backend_archive_add(&p, "a1", 1, "bob@example.org", "in", "<message><body>1</body></message>");
+    backend_archive_add(&p, "a2", 2, "bob@example.org", "in", "<message><body>2</message>");
+    backend_archive_add(&p, "a3", 3, "bob@example.org", "in", "<message/>");
+    backend_archive_add(&p, "a4", 4, "bob@example.org", "in", "<message/><message/>");
+    backend_archive_add(&p, "a5", 5, "bob@example.org", "in", "text");
+    assert_int_equal(jobs_archive_drop_malformed(&p), 3);
+    assert_int_equal(p.n, 2);
+    assert_string_equal(p.items[0].id, "a1");
+    assert_string_equal(p.items[1].id, "a3");
+    assert_int_equal(jobs_archive_drop_malformed(&p), 0);
+    backend_archive_fini(&p);
+}
+
 /* archive_query's payload: attributes escaped, complete and count always present. */
 static void test_archive_xml(void **state)
 {
@@ -469,6 +488,7 @@ int main(void)
         cmocka_unit_test(test_archive_filter_parse_max),
         cmocka_unit_test(test_archive_filter_parse_errors),
         cmocka_unit_test(test_archive_xml),
+        cmocka_unit_test(test_archive_drop_malformed),
         cmocka_unit_test(test_archive_reverse),
     };
     log_init("test", LOGL_ERROR);

@@ -393,7 +393,12 @@ static void on_read(struct ev_loop *loop, ev_io *w, int revents)
         }
         stream_on_traffic(c);
         feed(c, buf, (size_t)n);
-        if (c->ssl && SSL_pending(c->ssl) == 0 && (size_t)n < sizeof(buf))
+        /* A short read emptied the socket: the next recv() would only say
+         * EAGAIN (one wasted syscall per read), and the level-triggered
+         * watcher calls again when more arrives. TLS may still hold
+         * records it read ahead (tls.c H2), which the socket will not
+         * signal again. */
+        if ((size_t)n < sizeof(buf) && !(c->ssl && SSL_has_pending(c->ssl)))
             return;
     }
     /* More may be waiting: come back after the other watchers had a turn. */
@@ -462,8 +467,9 @@ void conn_resume(struct conn *c)
     if (c->is_waiting || c->state == CONN_CLOSING || c->is_reaped)
         return;
     ev_io_start(c->gw->loop, &c->rio);
-    /* TLS may hold decrypted bytes the socket will not signal again. */
-    if (c->ssl && SSL_pending(c->ssl) > 0)
+    /* TLS may hold bytes, decrypted or read ahead (tls.c H2), that the
+     * socket will not signal again. */
+    if (c->ssl && SSL_has_pending(c->ssl))
         ev_feed_event(c->gw->loop, &c->rio, EV_READ);
 }
 

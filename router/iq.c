@@ -32,7 +32,7 @@
 const char *const iq_features[] = {
     NS_DISCO_INFO,
     NS_DISCO_ITEMS,
-    NS_PING,            /* XEP-0199: answered by the gateway and here */
+    NS_PING,            /* XEP-0199: answered by the gateway, and here for the domain and the own account */
     NS_ROSTER,          /* RFC 6121 §2 (roster.c) */
     NS_CARBONS,         /* XEP-0280 (carbons.c) */
     NS_LAST,            /* XEP-0012 (last.c) */
@@ -85,6 +85,12 @@ static void account_iq(struct router *r, struct session *from, const struct enve
                         "<feature var='" NS_MAM "'/><feature var='" NS_SID "'/></query>");
     } else if (str_eq(ns, NS_MAM)) {
         archive_iq(r, from, env, NULL);
+    } else if (is_get && str_eq(ns, NS_PING)) {
+        /* A ping to one's own account is how a client learns that the
+         * router has handled everything it sent before (one stream is
+         * handled in order); answer it as the server's ping is, rather
+         * than bouncing it, which costs a parse of the stanza. */
+        reply_iq_result(r, from, env, NULL);
     } else {
         reply_error(r, from, env, "service-unavailable", "cancel");
     }

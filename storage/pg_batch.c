@@ -5,11 +5,13 @@
  *
  * A batch runs in two rounds:
  *   1. BEGIN; the locks; the offline ids already stored      (pg_group.c)
- *   2. per unit: SAVEPOINT w; <its statement(s)>; RELEASE w ... COMMIT
- * A unit is a group of writes answered by one multi-row statement
- * (pg_group.c: every archive_put, most offline_puts and offline_dels), or
- * one write alone. In round 2 there is a Sync after every PIPE_CHUNK units,
- * and at most PIPE_WINDOW units are sent before their results are read.
+ *   2. the groups; per other write: SAVEPOINT w; <its statement(s)>;
+ *      RELEASE w ... COMMIT
+ * A group is a multi-row statement answering many writes (pg_group.c:
+ * every archive_put, most offline_puts and offline_dels); the rest, rare in
+ * a burst, run one by one. In round 2 there is a Sync after every
+ * PIPE_CHUNK units, and at most PIPE_WINDOW units are sent before their
+ * results are read.
  * Nothing in a unit depends on an earlier result, which is what lets it be
  * pipelined: the statements that store something check the account in SQL
  * (EXISTS / FROM u), and a lone offline_put reads the counter and inserts
@@ -26,13 +28,14 @@
  * two batches cannot deadlock. SQLite needs nothing: BEGIN IMMEDIATE lets
  * one writer in at a time.
  *
- * When a unit's statement fails, the server skips the rest of that Sync
+ * When a write's statement fails, the server skips the rest of that Sync
  * segment and refuses the later ones: the transaction is aborted (libpq
  * "Pipeline Mode", error handling). The next round starts with ROLLBACK TO
- * SAVEPOINT w, which undoes that one unit and revives the transaction, and
- * sends again the units after it. A failed group is split into its writes,
- * which run one by one at the end, so every write's result stays what it
- * would be alone.
+ * SAVEPOINT w, which undoes that one write and revives the transaction, and
+ * sends again the units after it. A group has no savepoint: when it fails,
+ * the transaction is rolled back and the batch runs again, on the same
+ * connection, with every write on its own, so every write's result stays
+ * what it would be alone (failures are rare: a broken row, a trigger).
  *
  * Transaction-level failure (the connection lost, BEGIN/lock/SAVEPOINT/
  * COMMIT refused): we close the connection, which rolls everything back
@@ -60,6 +63,15 @@
 /* Prepared once per connection (a write then costs the server no parsing
  * or planning). */
 const struct pg_stmt_def pg_stmts[ST_COUNT] = {
+    [ST_BEGIN] = { "parley_begin", "BEGIN" },
+    /* Every statement of a batch finds its rows by key, and a sequential
+     * scan is never the right plan for it at scale. But the planner's
+     * estimates come from the last ANALYZE, and a generic plan made while
+     * the offline queue was nearly empty (a fresh install, a benchmark)
+     * scans offline_messages for every batch ever after: O(queue) per
+     * batch. So the batch's own transaction rules them out. */
+    [ST_NO_SEQSCAN] = { "parley_no_seqscan", "SET LOCAL enable_seqscan = off" },
+    [ST_COMMIT] = { "parley_commit", "COMMIT" },
     /* Round 1 (see Locks above): sorted, so every transaction takes its
      * locks in the same order. The same lock strength as the UPDATEs that
      * follow, which does not block the key-share locks of foreign keys. */
@@ -314,8 +326,8 @@ static int unit_failed(struct pg_pipeline *p, size_t u, PGresult *r)
         rc = pg_fail(p->pg, p->pg->base.job, group_names[un->group], r);
         if (rc == BACKEND_ERR_UNAVAILABLE)
             return 0;
-        log_info("job=%s %s failed; running those writes one by one", p->pg->base.job, group_names[un->group]);
-        pg_group_split(p, un->group);
+        log_info("job=%s %s failed; running the batch again, one write at a time", p->pg->base.job,
+                 group_names[un->group]);
         return 1;
     }
     rc = pg_fail(p->pg, p->w[un->k].job, kind_names[p->w[un->k].kind], r);
@@ -397,19 +409,24 @@ static void sync(struct pg_pipeline *p)
     push(p, R_SYNC, 0, 0, PGRES_PIPELINE_SYNC);
 }
 
-/* The statements of unit u, under savepoint w. */
+/* The statements of unit u: a group's alone, a write's under savepoint w. */
 static void send_unit(struct pg_pipeline *p, size_t u)
 {
-    pg_pipe_send(p, ST_SAVEPOINT, 0, NULL, R_SAVEPOINT, u, 0, PGRES_COMMAND_OK);
-    if (p->units[u].group >= 0)
+    if (p->units[u].group >= 0) {
         pg_group_send(p, p->units[u].group, u);
-    else
-        send_write(p, p->units[u].k, u);
+        return;
+    }
+    pg_pipe_send(p, ST_SAVEPOINT, 0, NULL, R_SAVEPOINT, u, 0, PGRES_COMMAND_OK);
+    send_write(p, p->units[u].k, u);
     pg_pipe_send(p, ST_RELEASE, 0, NULL, R_RELEASE, u, 0, PGRES_COMMAND_OK);
 }
 
+/* attempt: a group failed and was rolled back; run again ungrouped. */
+#define ATTEMPT_UNGROUP 1
+
 /*
- * One run of the whole batch; BACKEND_OK when it committed. A round sends
+ * One run of the whole batch; BACKEND_OK when it committed, or
+ * ATTEMPT_UNGROUP. A round sends
  * up to PIPE_WINDOW units (a Sync after every PIPE_CHUNK) before reading
  * anything: the server works on the first chunk while we send the next.
  * The results of a round are a few hundred bytes per unit, so they fit in
@@ -424,14 +441,8 @@ static int attempt(struct pg_pipeline *p)
     p->nunits = 0;
     if (PQenterPipelineMode(p->pg->conn) != 1)
         p->lost = 1;
-    send_sql(p, "BEGIN", R_BEGIN, 0);
-    /* Every statement of a batch finds its rows by key, and a sequential
-     * scan is never the right plan for it at scale. But the planner's
-     * estimates come from the last ANALYZE, and a generic plan made while
-     * the offline queue was nearly empty (a fresh install, a benchmark)
-     * scans offline_messages for every batch ever after: O(queue) per
-     * batch. So the batch's own transaction rules them out. */
-    send_sql(p, "SET LOCAL enable_seqscan = off", R_BEGIN, 0);
+    pg_pipe_send(p, ST_BEGIN, 0, NULL, R_BEGIN, 0, 0, PGRES_COMMAND_OK);
+    pg_pipe_send(p, ST_NO_SEQSCAN, 0, NULL, R_BEGIN, 0, 0, PGRES_COMMAND_OK);
     pg_group_first(p);
     sync(p);
     (void)read_round(p);
@@ -454,11 +465,21 @@ static int attempt(struct pg_pipeline *p)
          * segment, the command before it is refused and COMMIT skipped,
          * instead of rolling back the aborted transaction. */
         if (end == p->nunits)
-            send_sql(p, "COMMIT", R_COMMIT, 0);
+            pg_pipe_send(p, ST_COMMIT, 0, NULL, R_COMMIT, 0, 0, PGRES_COMMAND_OK);
         sync(p);
         failed = read_round(p);
         if (p->lost || (failed == SIZE_MAX && end == p->nunits))
             break;
+        if (failed != SIZE_MAX && p->units[failed].group >= 0) {
+            /* No savepoint to return to: roll back and start over. */
+            send_sql(p, "ROLLBACK", R_BEGIN, 0);
+            sync(p);
+            (void)read_round(p);
+            if (p->lost)
+                break;
+            p->is_grouped = 0;
+            return ATTEMPT_UNGROUP;
+        }
         pos = failed == SIZE_MAX ? end : failed + 1;
     }
     if (p->lost) {
@@ -502,8 +523,11 @@ int pg_write(struct backend *b, struct backend_write *w, size_t n)
             continue;
         }
         p.lost = 0;
-        pg_group_fini(&p);   /* what the first run planned */
-        rc = attempt(&p);
+        p.is_grouped = 1;
+        do {
+            pg_group_fini(&p);   /* what the last run planned */
+            rc = attempt(&p);
+        } while (rc == ATTEMPT_UNGROUP);
     }
     pg_group_fini(&p);
     free(p.cmds);

@@ -1,10 +1,10 @@
 /*
- * Private to pg_batch.c (one transaction per batch, pipelined, a savepoint
- * per write) and pg_group.c (the writes of a batch grouped into multi-row
- * statements). A batch is run as a list of units: a unit is one write, or
- * one group of writes answered by a single statement; each unit runs under
- * its own savepoint, so a failing unit is rolled back alone (a failing
- * group is then split into its writes, which run one by one).
+ * Private to pg_batch.c (one transaction per batch, pipelined) and
+ * pg_group.c (the writes of a batch grouped into multi-row statements). A
+ * batch is run as a list of units: a unit is one group of writes answered
+ * by a single statement, or one write alone under its own savepoint, so
+ * that a failing write is rolled back alone. A failing group aborts the
+ * transaction, and the batch runs again ungrouped.
  */
 #ifndef PARLEY_STORAGE_PG_BATCH_H
 #define PARLEY_STORAGE_PG_BATCH_H
@@ -14,7 +14,7 @@
 
 /* The prepared statements of pg_batch.c and pg_group.c. */
 enum pg_stmt {
-    ST_LOCK, ST_DUPS, ST_SAVEPOINT, ST_RELEASE, ST_ROSTER_PUT, ST_ROSTER_GROUPS, ST_ROSTER_DEL, ST_PENDING_PUT,
+    ST_BEGIN, ST_NO_SEQSCAN, ST_COMMIT, ST_LOCK, ST_DUPS, ST_SAVEPOINT, ST_RELEASE, ST_ROSTER_PUT, ST_ROSTER_GROUPS, ST_ROSTER_DEL, ST_PENDING_PUT,
     ST_PENDING_DEL, ST_LAST_SET, ST_OFFLINE_PUT, ST_OFFLINE_DEL, ST_ARCHIVE_PUT, ST_ARCHIVE_MANY, ST_OFFLINE_MANY,
     ST_OFFLINE_DEL_MANY,
     ST_COUNT
@@ -77,6 +77,7 @@ struct pg_pipeline {
     struct pg_cmd *cmds;
     size_t ncmds, cap;
     int lost;                    /* a transaction-level failure happened */
+    int is_grouped;              /* this run groups writes (else: one by one) */
     struct pg_unit *units;
     size_t nunits, capunits;
     struct pg_group groups[PG_NGROUPS];
@@ -98,23 +99,21 @@ void pg_pipe_send(struct pg_pipeline *p, enum pg_stmt st, int n, const char *con
 void pg_pipe_unit(struct pg_pipeline *p, int group, size_t k);
 
 /* pg_group.c. Sends the first round's statements (after BEGIN): the row
- * locks of every account whose users row the batch updates, and the check
- * of the offline ids already stored. */
+ * locks of every account whose users row the batch updates, and, when
+ * p->is_grouped, the check of the offline ids already stored. */
 void pg_group_first(struct pg_pipeline *p);
 /* Keeps the first round's result r of role (R_LOCK or R_DUPS); 0, or -1
  * when it is not what it should be (the caller logs and gives up). */
 int pg_group_first_result(struct pg_pipeline *p, enum pg_role role, PGresult *r);
-/* After the first round: decides which writes are grouped (and, for the
- * offline_puts, their outcome), and appends every unit of the batch. */
+/* After the first round: decides which writes are grouped (none unless
+ * p->is_grouped; for the offline_puts, their outcome too), and appends
+ * every unit of the batch. */
 void pg_group_plan(struct pg_pipeline *p);
 /* Sends group g's statement as unit u. */
 void pg_group_send(struct pg_pipeline *p, int g, size_t u);
 /* Group g's statement succeeded with result r (borrowed): sets the rc of
  * its writes. */
 void pg_group_outcome(struct pg_pipeline *p, int g, PGresult *r);
-/* Group g's statement failed and was rolled back: its writes are appended
- * as units of their own. */
-void pg_group_split(struct pg_pipeline *p, int g);
 /* Frees what the groups and the first round hold. */
 void pg_group_fini(struct pg_pipeline *p);
 

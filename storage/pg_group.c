@@ -8,9 +8,11 @@
  *     from the counters read under the row locks of round 1 and the ids
  *     already stored (also round 1);
  *   - the offline_dels in one multi-row delete.
- * Each is one unit of pg_batch.c, with its own savepoint; when it fails it
- * alone is rolled back and its writes run one by one afterwards, so every
- * write's result stays what it would be alone.
+ * Each is one unit of pg_batch.c, without a savepoint: a subtransaction
+ * per statement costs the server more than the statement saves. When one
+ * fails, the transaction is lost and the batch runs again with every write
+ * on its own (is_grouped 0), so every write's result stays what it would
+ * be alone.
  *
  * Order: nothing else in a batch touches the archive, and user_add/
  * user_del never share a batch (jobs.c), so taking these writes out of
@@ -123,6 +125,8 @@ void pg_group_first(struct pg_pipeline *p)
         buf_fini(&arr[0]);
     }
     free(users);
+    if (!p->is_grouped)
+        return;
     pick_offline(p);
     if (put->nks > 0) {
         const char **col[2] = { column(put->nks), column(put->nks) };
@@ -270,9 +274,11 @@ void pg_group_plan(struct pg_pipeline *p)
 {
     unsigned char *grouped = xcalloc(p->n ? p->n : 1, 1);
 
-    plan_archive(p);
-    plan_offline_put(p);
-    plan_offline_del(p);
+    if (p->is_grouped) {
+        plan_archive(p);
+        plan_offline_put(p);
+        plan_offline_del(p);
+    }
     for (int g = 0; g < PG_NGROUPS; g++) {
         for (size_t i = 0; i < p->groups[g].nks; i++)
             grouped[p->groups[g].ks[i]] = 1;
@@ -309,18 +315,6 @@ void pg_group_outcome(struct pg_pipeline *p, int g, PGresult *r)
         w->rc = pg_pairs_find(&known, w->user, NULL, 0) ? BACKEND_OK : BACKEND_ERR_NOT_FOUND;
     }
     pg_pairs_fini(&known);
-}
-
-void pg_group_split(struct pg_pipeline *p, int g)
-{
-    struct pg_group *gr = &p->groups[g];
-
-    /* Every write of the group, the ones the plan answered included: with
-     * the insert rolled back, their quota decisions may no longer hold. */
-    for (size_t i = 0; i < gr->nks; i++) {
-        p->w[gr->ks[i]].rc = BACKEND_OK;
-        pg_pipe_unit(p, -1, gr->ks[i]);
-    }
 }
 
 void pg_group_fini(struct pg_pipeline *p)

@@ -4,7 +4,7 @@
  * (pg_pairs.c), and pg_group.c's plan: which writes are grouped, the
  * offline quota decided from the counters read under the row locks (in
  * order, repeats free even when full, accepted ones counted), the
- * statements' parameters, and the split of a failed group.
+ * statements' parameters, and a batch run ungrouped.
  *
  * The sources are included rather than linked so that `make unit` builds
  * this file with the common library alone; the pipeline (pg_batch.c) is
@@ -170,7 +170,7 @@ static void test_offline_quota_in_order(void **state)
     const char *users[] = { "bert" };
     const int64_t counts[] = { 1 };
     const char *stored[] = { "bert", "o0" };
-    struct pg_pipeline p = { .w = w, .n = 7 };
+    struct pg_pipeline p = { .w = w, .n = 7, .is_grouped = 1 };
     const struct sent *s;
 
     (void)state;
@@ -208,7 +208,7 @@ static void test_first_round(void **state)
         { .kind = BW_ROSTER_DEL, .user = "rost", .jid = "j" },
         del("dora", ids, 1),
     };
-    struct pg_pipeline p = { .w = w, .n = 6 };
+    struct pg_pipeline p = { .w = w, .n = 6, .is_grouped = 1 };
     const struct sent *s;
 
     (void)state;
@@ -234,7 +234,7 @@ static void test_put_and_del_of_one_user_stay_in_order(void **state)
     };
     const char *users[] = { "carl", "dave", "erin" };
     const int64_t counts[] = { 0, 0, 2 };
-    struct pg_pipeline p = { .w = w, .n = 5 };
+    struct pg_pipeline p = { .w = w, .n = 5, .is_grouped = 1 };
     const struct sent *s;
 
     (void)state;
@@ -259,25 +259,23 @@ static void test_put_and_del_of_one_user_stay_in_order(void **state)
     pipeline_free(&p);
 }
 
-/* A failed group runs its writes one by one, every one of them: the
- * decisions taken with the rolled-back insert no longer hold. */
-static void test_split_runs_every_write_alone(void **state)
+/* Ungrouped (the run after a group failed), every write is a unit of
+ * its own, in order, answered by its own statement; only the locks are
+ * sent in round 1. */
+static void test_ungrouped_runs_every_write_alone(void **state)
 {
     struct backend_write w[] = { put("bert", "o1", 1), put("bert", "o2", 1), put("nobody", "x", 1) };
-    const char *users[] = { "bert" };
-    const int64_t counts[] = { 0 };
-    struct pg_pipeline p = { .w = w, .n = 3 };
+    struct pg_pipeline p = { .w = w, .n = 3, .is_grouped = 0 };
 
     (void)state;
-    round1(&p, users, counts, 1, NULL, 0);
+    pg_group_first(&p);
+    assert_non_null(find_sent(ST_LOCK));
+    assert_null(find_sent(ST_DUPS));
     pg_group_plan(&p);
-    assert_int_equal(w[1].rc, BACKEND_ERR_QUOTA);
-    assert_int_equal(p.nunits, 1);
-    pg_group_split(&p, PG_GROUP_OFFLINE_PUT);
-    assert_int_equal(p.nunits, 4);
+    assert_int_equal(p.nunits, 3);
     for (size_t i = 0; i < 3; i++) {
-        assert_true(p.units[1 + i].group < 0 && p.units[1 + i].k == i);
-        assert_int_equal(w[i].rc, BACKEND_OK);
+        assert_true(p.units[i].group < 0 && p.units[i].k == i);
+        assert_int_equal(w[i].rc, 99);
     }
     pipeline_free(&p);
 }
@@ -288,7 +286,7 @@ static void test_nothing_accepted_no_insert(void **state)
     struct backend_write w[] = { put("bert", "o1", 2), put("nobody", "x", 2) };
     const char *users[] = { "bert" };
     const int64_t counts[] = { 2 };
-    struct pg_pipeline p = { .w = w, .n = 2 };
+    struct pg_pipeline p = { .w = w, .n = 2, .is_grouped = 1 };
 
     (void)state;
     round1(&p, users, counts, 1, NULL, 0);
@@ -307,7 +305,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_offline_quota_in_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_first_round, setup, teardown),
         cmocka_unit_test_setup_teardown(test_put_and_del_of_one_user_stay_in_order, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_split_runs_every_write_alone, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ungrouped_runs_every_write_alone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nothing_accepted_no_insert, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -426,11 +426,11 @@ static void send_unit(struct pg_pipeline *p, size_t u)
 
 /*
  * One run of the whole batch; BACKEND_OK when it committed, or
- * ATTEMPT_UNGROUP. A round sends
- * up to PIPE_WINDOW units (a Sync after every PIPE_CHUNK) before reading
- * anything: the server works on the first chunk while we send the next.
- * The results of a round are a few hundred bytes per unit, so they fit in
- * the socket buffers and a blocking send never waits for us to read.
+ * ATTEMPT_UNGROUP. A round sends up to PIPE_WINDOW units (a Sync after
+ * every PIPE_CHUNK) before reading anything: the server works on the first
+ * chunk while we send the next. The results of a round are a few hundred
+ * bytes per unit, so they fit in the socket buffers and a blocking send
+ * never waits for us to read.
  */
 static int attempt(struct pg_pipeline *p)
 {
@@ -448,7 +448,6 @@ static int attempt(struct pg_pipeline *p)
     (void)read_round(p);
     if (!p->lost)
         pg_group_plan(p);
-    /* nunits grows when a group is split: read it at every turn. */
     while (!p->lost) {
         size_t end = pos + PIPE_WINDOW < p->nunits ? pos + PIPE_WINDOW : p->nunits;
         if (failed != SIZE_MAX) {

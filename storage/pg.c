@@ -272,6 +272,12 @@ static int pg_migrate(struct backend *b, const struct migration *m, size_t n)
             count++;
         }
     }
+    /* Fresh statistics for the planner: a new schema (or a backfill such
+     * as 007's) leaves tables whose row estimates are those of empty ones,
+     * and until autovacuum gets to them the batch statements' "user_id =
+     * ANY (...)" would scan users sequentially. */
+    if (rc == BACKEND_OK && count > 0)
+        rc = pg_command(pg, "analyze", "ANALYZE", 0, NULL);
     if (pg_query(pg, "migration unlock", "SELECT pg_advisory_unlock($1::bigint)", 1, lock, PGRES_TUPLES_OK, &res) == 0)
         PQclear(res);
     if (rc == BACKEND_OK)

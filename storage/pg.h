@@ -1,7 +1,8 @@
 /*
  * The PostgreSQL backend's private parts, shared by pg.c (connection,
- * retry, migrations), pg_jobs.c (one operation per job) and pg_batch.c
- * (batched writes, pipelined). Nothing outside these three includes it.
+ * retry, migrations), pg_jobs.c (one operation per job) and the batched
+ * writes (pg_batch.c, with pg_group.c, pg_pairs.c and pg_array.c behind
+ * pg_batch.h). Nothing outside these includes it.
  */
 #ifndef PARLEY_STORAGE_PG_H
 #define PARLEY_STORAGE_PG_H

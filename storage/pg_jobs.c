@@ -77,11 +77,20 @@ static int op_user_del(struct pg_backend *pg, void *arg, int retry)
     PGresult *res;
     int rc;
 
-    /* One statement, so one implicit transaction: the data-modifying CTEs
-     * run whether or not the user row exists. A retry after a lost
-     * connection may find the row already gone and say not-found; the
-     * account is gone either way. */
+    /* The row lock first, in a statement of its own: a batch storing
+     * offline messages for the user holds it (pg_batch.c "Locks"), so we
+     * wait for it to commit, and the deletes, a later snapshot, then see
+     * its rows; none is left behind to outlive the account and its
+     * offline_count. A retry after a lost connection may find the row
+     * already gone and say not-found; the account is gone either way. */
     (void)retry;
+    if ((rc = pg_command(pg, "user_del begin", "BEGIN", 0, NULL)) < 0)
+        return rc;
+    rc = pg_query(pg, "user_del lock", "SELECT 1 FROM users WHERE user_id = $1 FOR UPDATE", 1, args,
+                  PGRES_TUPLES_OK, &res);
+    if (rc < 0)
+        goto out;
+    PQclear(res);
     rc = pg_query(pg, "user_del",
                   "WITH g AS (DELETE FROM roster_groups WHERE user_id = $1),"
                   " i AS (DELETE FROM roster_items WHERE user_id = $1),"
@@ -92,10 +101,20 @@ static int op_user_del(struct pg_backend *pg, void *arg, int retry)
                   " DELETE FROM users WHERE user_id = $1",
                   1, args, PGRES_COMMAND_OK, &res);
     if (rc < 0)
-        return rc;
+        goto out;
     rc = strcmp(PQcmdTuples(res), "0") == 0 ? BACKEND_ERR_NOT_FOUND : BACKEND_OK;
     PQclear(res);
-    return rc;
+out:
+    if (rc < 0 && rc != BACKEND_ERR_NOT_FOUND) {
+        /* Best effort: the failure is logged, and a lost connection rolls
+         * back by itself. */
+        PQclear(PQexec(pg->conn, "ROLLBACK"));
+        return rc;
+    }
+    {
+        int crc = pg_command(pg, "user_del commit", "COMMIT", 0, NULL);
+        return crc < 0 ? crc : rc;
+    }
 }
 
 static int op_user_list(struct pg_backend *pg, void *arg, int retry)

@@ -277,6 +277,8 @@ def migrations(backend):
              ("4", "004_last_activity.sql"), ("5", f"005_offline.{suffix}.sql"), ("6", f"006_archive.{suffix}.sql")]
     if backend == "sqlite":
         files.append(("8", "008_archive_indexes.sqlite.sql"))
+    else:
+        files.append(("7", "007_offline_count.pg.sql"))
     return files
 
 
@@ -1100,3 +1102,133 @@ def test_pg_connection_lost_is_retried(env):
     hdr, _ = env.router.job("storage-1", "cred_get", user="gina@example.org")
     assert "error" not in hdr, hdr
     assert "retrying once" in w.log()
+
+
+# ---------------------------------------------------------------------------
+# The offline quota's counter (PostgreSQL: users.offline_count, migration 007;
+# SQLite counts the queue). Whatever the backend, the quota must count exactly
+# what is stored now.
+
+
+def counter_drift(env):
+    """Accounts whose offline_count differs from their queue (PostgreSQL)."""
+    if env.store.backend != "postgresql":
+        return []
+    return env.store.sql("SELECT user_id, offline_count, (SELECT count(*) FROM offline_messages o"
+                         " WHERE o.user_id = u.user_id) FROM users u"
+                         " WHERE offline_count <> (SELECT count(*) FROM offline_messages o WHERE o.user_id = u.user_id)")
+
+
+def put_error(env, user, oid, limit, peer=W):
+    hdr, _ = env.router.job(peer, "offline_put", msg(0), user=user, id=oid, stamp=1, limit=limit)
+    return hdr.get("error")
+
+
+def test_quota_exact_after_deletes(env):
+    # Deleting frees exactly the places of the messages it deleted (an absent
+    # id frees none); a repeat of a stored id is a no-op even when full; the
+    # same holds inside one batch.
+    w = env.worker()
+    new_user(env, "bert@example.org")
+    b = "bert@example.org"
+    assert [put_error(env, b, f"o{i}", 3) for i in range(4)] == [None, None, None, "resource-constraint"]
+    ok(env, "offline_del", "o0\nnope\no0", user=b)
+    assert counter_drift(env) == []
+    assert [put_error(env, b, i, 3) for i in ("o3", "o1", "o4")] == [None, None, "resource-constraint"]
+    u = {"user": b, "limit": 3}
+    jobs = [("offline_del", "o1\no2", {"user": b}),
+            ("offline_put", msg(5), {**u, "id": "o5", "stamp": 5}),
+            ("offline_put", msg(6), {**u, "id": "o6", "stamp": 6}),
+            ("offline_put", msg(7), {**u, "id": "o7", "stamp": 7}),
+            ("offline_put", msg(3), {**u, "id": "o3", "stamp": 3})]
+    with paused(w):
+        ids = env.router.send_jobs(W, jobs)
+    errors = [hdr.get("error") for hdr, _ in env.router.results(W, ids)]
+    assert errors == [None, None, None, "resource-constraint", None]
+    assert env.store.sql(f"SELECT id FROM offline_messages WHERE user_id = '{b}' ORDER BY id") == [
+        ("o3",), ("o5",), ("o6",)]
+    assert counter_drift(env) == []
+
+
+def test_counter_exact_under_two_workers(env):
+    # Two workers storing and deleting one user's messages at once, with
+    # overlapping deletes and the same ids put on both: the counter ends
+    # equal to the queue, and every put and delete succeeds.
+    a, b = env.worker("storage-a"), env.worker("storage-b")
+    user = "bert@example.org"
+    hdr, _ = env.router.job("storage-a", "user_add", user=user, **creds())
+    assert "error" not in hdr
+    for i in range(30):
+        hdr, _ = env.router.job("storage-a", "offline_put", msg(i), user=user, id=f"p{i:02d}", stamp=i, limit=1000)
+        assert "error" not in hdr
+    u = {"user": user, "limit": 1000}
+    jobs = {
+        "storage-a": [("offline_put", msg(i), {**u, "id": f"a{i:02d}", "stamp": 100 + i}) for i in range(40)]
+        + [("offline_del", "\n".join(f"p{i:02d}" for i in range(10)), {"user": user})],
+        "storage-b": [("offline_del", "\n".join(f"p{i:02d}" for i in range(5, 15)), {"user": user})]
+        + [("offline_put", msg(i), {**u, "id": f"b{i:02d}", "stamp": 200 + i}) for i in range(40)]
+        + [("offline_put", msg(i), {**u, "id": f"a{i:02d}", "stamp": 100 + i}) for i in range(0, 40, 3)],
+    }
+    with paused(a), paused(b):
+        ids = {peer: env.router.send_jobs(peer, jobs[peer]) for peer in jobs}
+    pending = {job_id for peer_ids in ids.values() for job_id in peer_ids}
+    errors = []
+    deadline = time.monotonic() + 30
+    while pending:
+        m = env.router.recv(max(deadline - time.monotonic(), 0))
+        assert m is not None, f"{len(pending)} results missing"
+        if m[1]["op"] == "job_result":
+            pending.discard(m[1]["job"])
+            errors.append(m[1].get("error"))
+    assert errors == [None] * len(errors)
+    assert env.store.sql("SELECT count(*) FROM offline_messages") == [(str(30 - 15 + 40 + 40),)]
+    assert counter_drift(env) == []
+
+
+def test_user_del_resets_the_quota(env):
+    # A deleted account's messages and count go with it: the same name added
+    # again starts with an empty queue and its whole quota.
+    env.worker()
+    b = "bert@example.org"
+    new_user(env, b)
+    assert [put_error(env, b, f"o{i}", 2) for i in range(3)] == [None, None, "resource-constraint"]
+    ok(env, "user_del", user=b)
+    assert env.store.sql("SELECT count(*) FROM offline_messages") == [("0",)]
+    new_user(env, b)
+    assert [put_error(env, b, f"o{i}", 2) for i in range(3)] == [None, None, "resource-constraint"]
+    assert counter_drift(env) == []
+
+
+def test_counter_migration_counts_existing_queues(env):
+    # Migration 007 starts each account's counter at its queue length, so an
+    # upgrade keeps the quota exact for messages stored before it.
+    if env.store.backend != "postgresql":
+        pytest.skip("users.offline_count is PostgreSQL's (SQLite counts the queue)")
+    old = os.path.join(env.state, "migrations-006")
+    os.mkdir(old)
+    src = os.path.join(REPO, "storage", "migrations")
+    for f in os.listdir(src):
+        if f.endswith(".sql") and int(f[:3]) <= 6:
+            shutil.copy(os.path.join(src, f), old)
+    conf = os.path.join(env.state, "parley.conf")
+    with open(conf, encoding="utf-8") as f:
+        tree = json.load(f)
+    tree["storage"]["migrations_dir"] = old
+    with open(conf, "w", encoding="utf-8") as f:
+        json.dump(tree, f)
+    w = env.worker()
+    w.wait_log(r"schema at version 6 ")
+    for user in ("bert@example.org", "carl@example.org", "dora@example.org"):
+        new_user(env, user)
+    env.store.sql("INSERT INTO offline_messages (user_id, id, stamp, xml) SELECT"
+                  " CASE WHEN g <= 4 THEN 'bert@example.org' ELSE 'carl@example.org' END, 'x' || g, g, '<message/>'"
+                  " FROM generate_series(1, 5) g")
+    assert w.stop() == 0
+    tree["storage"]["migrations_dir"] = src
+    with open(conf, "w", encoding="utf-8") as f:
+        json.dump(tree, f)
+    w.start()
+    env.router.wait_op("hello", peer="storage-1")
+    assert env.store.sql("SELECT user_id, offline_count FROM users ORDER BY user_id") == [
+        ("bert@example.org", "4"), ("carl@example.org", "1"), ("dora@example.org", "0")]
+    assert [put_error(env, "bert@example.org", f"n{i}", 5) for i in range(2)] == [None, "resource-constraint"]

@@ -82,7 +82,10 @@ static int lite_create(struct db *d, const char *prefix, long first, long count,
 {
     static const char upsert[] =
         "INSERT INTO users (user_id, cred_sha1, cred_sha256) VALUES (?1, ?2, ?3) "
-        "ON CONFLICT (user_id) DO UPDATE SET cred_sha1 = excluded.cred_sha1, cred_sha256 = excluded.cred_sha256";
+        "ON CONFLICT (user_id) DO UPDATE SET cred_sha1 = excluded.cred_sha1, cred_sha256 = excluded.cred_sha256, "
+        /* Their offline messages are deleted below: the queue length
+         * (migration 007) goes with them. */
+        "offline_count = 0";
     static const char *const clear[] = {
         "DELETE FROM offline_messages WHERE user_id GLOB ?1",
         "DELETE FROM archive WHERE user_id GLOB ?1",
@@ -144,7 +147,10 @@ static int pg_create(struct db *d, const char *prefix, long first, long count, c
     static const char upsert[] =
         "INSERT INTO users (user_id, cred_sha1, cred_sha256) "
         "SELECT $1 || g || '@' || $2, $3, $4 FROM generate_series($5::bigint, $6::bigint) AS g "
-        "ON CONFLICT (user_id) DO UPDATE SET cred_sha1 = excluded.cred_sha1, cred_sha256 = excluded.cred_sha256";
+        "ON CONFLICT (user_id) DO UPDATE SET cred_sha1 = excluded.cred_sha1, cred_sha256 = excluded.cred_sha256, "
+        /* Their offline messages are deleted below: the queue length
+         * (migration 007) goes with them. */
+        "offline_count = 0";
     char lo[32], hi[32];
     snprintf(lo, sizeof(lo), "%ld", first);
     snprintf(hi, sizeof(hi), "%ld", first + count - 1);
@@ -174,6 +180,12 @@ static int pg_create(struct db *d, const char *prefix, long first, long count, c
         goto out;
     }
     if (pg_ok(PQexec(d->pg, "COMMIT"), PGRES_COMMAND_OK, "COMMIT", err, errsz) < 0)
+        goto out;
+    /* A bulk load leaves the planner with the estimates of a near-empty
+     * users table, and the server's batches would scan it sequentially
+     * until autovacuum (a minute away) analyzes it: do it now, as an
+     * operator would after an import. */
+    if (pg_ok(PQexec(d->pg, "ANALYZE users, offline_messages, archive"), PGRES_COMMAND_OK, "ANALYZE", err, errsz) < 0)
         goto out;
     rc = 0;
 out:

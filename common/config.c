@@ -32,6 +32,7 @@ struct option {
 static const struct option options[] = {
     { "domain", OPT_STR, O(domain), "localhost", 0, 0, NULL },
     { "log.level", OPT_ENUM, O(log_level), "info", 0, 0, "debug|info|warn|error" },
+    { "cpu_scheduling", OPT_ENUM, O(cpu_scheduling), "batch", 0, 0, "batch|normal" },
     { "scram_iterations", OPT_INT, O(scram_iterations), "4096", 4096, 1000000, NULL },
 
     { "router.gateway_endpoint", OPT_STR, O(router.gateway_endpoint), "ipc://run/gateways.sock", 0, 0, NULL },

@@ -91,6 +91,7 @@ struct config_sm {
 struct config {
     char *domain;
     char *log_level;
+    char *cpu_scheduling;     /* "batch" | "normal" (cpu_sched.h) */
     int scram_iterations;
     struct config_router router;
     struct config_gateway gateway;

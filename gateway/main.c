@@ -8,6 +8,7 @@
 #include "idle.h"
 #include "listener.h"
 #include "log.h"
+#include "cpu_sched.h"
 #include "sasl.h"
 #include "tls.h"
 #include "upstream.h"
@@ -103,6 +104,7 @@ int main(int argc, char **argv)
     }
     if (log_level_from_name(conf->log_level, &level) == 0)
         log_set_level(level);
+    cpu_sched_apply(conf->cpu_scheduling); /* before ZeroMQ starts its thread */
     signal(SIGPIPE, SIG_IGN);
 
     memset(&gw, 0, sizeof(gw));

@@ -10,6 +10,7 @@
 #include "gateways.h"
 #include "jobs.h"
 #include "log.h"
+#include "cpu_sched.h"
 #include "roster.h"
 #include "route.h"
 #include "router.h"
@@ -187,6 +188,7 @@ int main(int argc, char **argv)
     }
     if (log_level_from_name(conf->log_level, &level) == 0)
         log_set_level(level);
+    cpu_sched_apply(conf->cpu_scheduling); /* before ZeroMQ starts its thread */
     signal(SIGPIPE, SIG_IGN);
 
     memset(&r, 0, sizeof(r));

@@ -13,6 +13,7 @@
 #include "config.h"
 #include "envelope.h"
 #include "log.h"
+#include "cpu_sched.h"
 #include "migrate.h"
 #include "util.h"
 #include "worker.h"
@@ -75,6 +76,7 @@ int main(int argc, char **argv)
     }
     if (log_level_from_name(conf->log_level, &level) == 0)
         log_set_level(level);
+    cpu_sched_apply(conf->cpu_scheduling); /* before ZeroMQ starts its thread */
     st.conf = conf;
     log_info("name=%s starting (backend %s)", st.name, conf->storage.backend);
 

@@ -59,6 +59,8 @@ def parse_args(argv):
     ap.add_argument("--users", type=int, default=5000, help="connect: accounts (default 5000)")
     ap.add_argument("--chat-users", type=int, default=1000)
     ap.add_argument("--chat-start", type=float, default=2000)
+    ap.add_argument("--half-rate", type=float, default=0,
+                    help="chat-half at this rate instead of half of this invocation's Parley saturation")
     ap.add_argument("--archive-start", type=float, default=2000, help="chat-archive: first offered rate")
     ap.add_argument("--chat-window", type=float, default=4, help="seconds of sending per chat step")
     ap.add_argument("--messages", type=int, default=50000, help="offline: messages (default 50000)")
@@ -281,7 +283,7 @@ class Bench:
                     self.connect(name, "tls")
                 if "connect-large" in scen and name == "parley":
                     self.connect_large()
-                if "chat-sat" in scen or "chat-half" in scen:
+                if "chat-sat" in scen or ("chat-half" in scen and not self.a.half_rate):
                     self.chat_sat(name)
                 if "chat-archive" in scen and (name == "parley" or self.a.peer_mam):
                     self.chat_sat(name, archive=True)
@@ -294,8 +296,8 @@ class Bench:
             except BenchError as e:
                 self.notes.append(f"{name}: {e}")
                 print(f"!!! {name}: {e}", flush=True)
-        if "chat-half" in scen and ("parley", "chat-sat") in self.results:
-            half = statistics.median(r["rate"] for r in self.results[("parley", "chat-sat")]) / 2
+        if "chat-half" in scen and (self.a.half_rate or ("parley", "chat-sat") in self.results):
+            half = self.a.half_rate or statistics.median(r["rate"] for r in self.results[("parley", "chat-sat")]) / 2
             for name in servers:
                 print(f"=== {name} chat at {half:.0f} msgs/s", flush=True)
                 try:

@@ -185,7 +185,7 @@ class Bench:
                 rep = self.bench(s, f"parley-{scen}", "connect", n,
                                  ["--users", str(n), "--tls", "plain" if tls == "plain" else "starttls",
                                   "--duration", "3", "--settle", "5", "--timeout", "60", "--procs", str(procs),
-                                  "--sources", "8"], mem=True)
+                                  "--sources", str(max(8, (n + 19999) // 20000))], mem=True)
             finally:
                 s.stop()
             self.record("parley", scen, {"login_rate": rep["login"]["rate_per_s"],

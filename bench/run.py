@@ -72,6 +72,7 @@ def parse_args(argv):
     ap.add_argument("--large-users", type=int, default=60000)
     ap.add_argument("--large-gateways", type=int, default=4)
     ap.add_argument("--procs", type=int, default=1, help="generator processes")
+    ap.add_argument("--max-time", type=int, default=170, help="cap on each parley-bench run, seconds")
     ap.add_argument("--out", default=None, help="directory for the JSON reports (default: a new /tmp dir)")
     ap.add_argument("--no-pin", action="store_true", help="do not pin server and generator to cores")
     ap.add_argument("--peer-mam", action="store_true",
@@ -131,11 +132,11 @@ class Bench:
         server_args = server.create_accounts("bench", 0, accounts)
         path = os.path.join(self.out, f"{tag}.json")
         args = [scenario, "--port", str(server.port), "--label", server.name, "--json", path, "--quiet",
-                "--procs", str(self.a.procs), "--sources", "4", "--inflight", "200", "--max-time", "170",
+                "--procs", str(self.a.procs), "--sources", "4", "--inflight", "200", "--max-time", str(self.a.max_time),
                 *server_args, *extra]
         if mem:
             args += ["--mem-pids", ",".join(str(p) for p in server.pids())]
-        rc, out, err = benchlib.run_bench(args, timeout=200, cpus=self.gen_cpu)
+        rc, out, err = benchlib.run_bench(args, timeout=self.a.max_time + 30, cpus=self.gen_cpu)
         sys.stdout.write(out)
         for line in err.splitlines():
             if "first message error" in line or "warning" in line or "cannot" in line:

@@ -12,7 +12,7 @@
 /* Messages handled per wakeup before giving other watchers a turn. */
 #define EVZMQ_BATCH 512
 
-static int is_readable(void *sock)
+int evzmq_readable(void *sock)
 {
     int events = 0;
     size_t sz = sizeof(events);
@@ -24,7 +24,7 @@ static int is_readable(void *sock)
 static void drain(struct evzmq *z)
 {
     int n = 0;
-    while (z->sock && is_readable(z->sock)) {
+    while (z->sock && evzmq_readable(z->sock)) {
         if (n++ == EVZMQ_BATCH) {
             ev_idle_start(z->loop, &z->idle);
             return;

@@ -29,6 +29,10 @@ struct evzmq {
 void evzmq_init(struct evzmq *z, struct ev_loop *loop, void *sock, evzmq_cb cb, void *data);
 void evzmq_fini(struct evzmq *z);
 
+/* Whether a message (or the rest of one) is waiting on sock: ZMQ_EVENTS
+ * has POLLIN. Also consumes ZMQ_FD's edge, see above. */
+int evzmq_readable(void *sock);
+
 /* Socket helpers: create, set linger/HWM/identity, bind or connect. NULL on
  * failure with errno set (callers log with the endpoint). identity may be NULL. */
 void *evzmq_router_bind(void *ctx, const char *endpoint);

@@ -5,6 +5,7 @@
 #include "outbox.h"
 #include "buf.h"
 #include "envelope.h"
+#include "evzmq.h"
 #include "log.h"
 #include "util.h"
 
@@ -57,9 +58,7 @@ static void on_rewake(struct ev_loop *loop, ev_idle *w, int revents)
  */
 static void readable_after_send(struct outbox *o)
 {
-    int events = 0;
-    size_t sz = sizeof(events);
-    if (zmq_getsockopt(o->sock, ZMQ_EVENTS, &events, &sz) == 0 && (events & ZMQ_POLLIN))
+    if (evzmq_readable(o->sock))
         ev_idle_start(o->loop, &o->rewake);
 }
 

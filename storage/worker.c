@@ -86,15 +86,6 @@ static void on_result(void *ctx, struct envelope *res)
     send_env(ctx, res);
 }
 
-static int has_input(void *sock)
-{
-    int events = 0;
-    size_t sz = sizeof(events);
-    if (zmq_getsockopt(sock, ZMQ_EVENTS, &events, &sz) < 0)
-        return 0;
-    return events & ZMQ_POLLIN;
-}
-
 /* Runs and empties the kept jobs. */
 static void flush(struct storage *st)
 {
@@ -154,7 +145,7 @@ static void on_router(struct evzmq *z)
     struct storage *st = z->data;
 
     on_message(st);
-    if (st->nbatch == WORKER_BATCH_MAX || (st->nbatch > 0 && !st->reader.in_message && !has_input(st->sock)))
+    if (st->nbatch == WORKER_BATCH_MAX || (st->nbatch > 0 && !st->reader.in_message && !evzmq_readable(st->sock)))
         flush(st);
 }
 

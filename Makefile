@@ -35,6 +35,7 @@ UNIT_EXTRA_test_bench_stamp := tools/bench/stamp.c
 UNIT_EXTRA_test_bench_scram := tools/bench/scram_client.c
 UNIT_EXTRA_test_bench_opts  := tools/bench/opts.c
 UNIT_EXTRA_test_bench_procmem := tools/bench/procmem.c
+UNIT_EXTRA_test_router_jobs := router/jobs.c
 
 .PHONY: all deps test unit e2e run clean bench install
 all: $(PROGS) $(TOOLS)

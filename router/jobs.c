@@ -16,8 +16,9 @@
  *     submitted (offline messages, quota counts). A user with nothing
  *     pending goes to the least busy worker.
  * J2  a worker holds at most JOBS_PER_WORKER jobs in flight: enough for it
- *     to batch writes, few enough that a dead worker's share is quickly
- *     redone elsewhere; the rest wait in its queue. Per message this is
+ *     to fill a batch (storage's WORKER_BATCH_MAX; with 64, a burst ran
+ *     in quarter-full transactions at 70 % of the rate), few enough that
+ *     a dead worker's share is quickly redone elsewhere; the rest wait in its queue. Per message this is
  *     O(1): nothing scans a queue on the message path.
  * J3  a worker that goes silent, or says hello again from a new process,
  *     has its in-flight and queued jobs reassigned, in submission order
@@ -27,6 +28,13 @@
  *     backoff until router.job_timeout_ms, so a database restart loses
  *     nothing that was accepted. The total queue is bounded by
  *     router.job_queue_max; past it submitters get "unavailable" at once.
+ * J5  a read someone is waiting for (a login's credentials, roster and
+ *     offline list, a last-activity or archive query) of a user with
+ *     nothing else pending goes to its worker's urgent queue, sent before
+ *     the ordinary one: a login must not wait behind a burst of other
+ *     users' writes (an offline store of 50,000 messages queues for
+ *     seconds). That user has nothing else pending, so J1's order holds.
+ *     Redone jobs (J3, J4) go back to the ordinary queue in order.
  */
 #include "jobs.h"
 #include "buf.h"
@@ -41,7 +49,7 @@
 #include <string.h>
 #include <zmq.h>
 
-#define JOBS_PER_WORKER 64                                                   /* J2 */
+#define JOBS_PER_WORKER 256                                                  /* J2 */
 
 struct job {
     char rid[24];              /* router id sent to the worker */
@@ -53,6 +61,7 @@ struct job {
     double submitted;
     double not_before;         /* J4 backoff: not sent before this */
     int retries;
+    int is_urgent;             /* J5 */
     char *worker;              /* set while in flight */
     struct job *next;          /* queue link */
 };
@@ -69,6 +78,7 @@ struct worker {
     double last_seen;
     int inflight;
     uint64_t done;
+    struct queue urgent;       /* J5: assigned reads, sent first */
     struct queue queue;        /* assigned, not yet sent */
 };
 
@@ -166,6 +176,7 @@ void jobs_free(struct jobs *j)
         return;
     for (e = strmap_first(&j->workers, &it); e; e = strmap_next(&j->workers, e, &it)) {
         struct worker *w = e->value;
+        drop_queue(&w->urgent);
         drop_queue(&w->queue);
         free(w->name);
         free(w);
@@ -253,16 +264,19 @@ static void send_to(struct router *r, struct worker *w, struct job *job)
     outbox_put_copy(r->st_out, w->name, job->req);
 }
 
-/* J2: sends from the worker's queue while it has room. */
+/* J2: sends from the worker's queues while it has room, urgent first (J5). */
 static void dispatch_worker(struct router *r, struct worker *w)
 {
     struct jobs *j = r->jobs;
     double now = ev_now(r->loop);
 
-    while (w->queue.head && w->inflight < JOBS_PER_WORKER && w->queue.head->not_before <= now) {
-        struct job *job = w->queue.head;
+    while (w->inflight < JOBS_PER_WORKER) {
+        struct queue *q = w->urgent.head ? &w->urgent : &w->queue;
+        struct job *job = q->head;
+        if (!job || job->not_before > now)
+            break;
         send_to(r, w, job);
-        queue_pop(&w->queue);
+        queue_pop(q);
         j->queued--;
         job->worker = xstrdup(w->name);
         w->inflight++;
@@ -275,7 +289,7 @@ static void assign(struct router *r, struct job *job, int in_order)
 {
     struct jobs *j = r->jobs;
     struct worker *w = target(j, job);
-    struct queue *q = w ? &w->queue : &j->unassigned;
+    struct queue *q = w ? (job->is_urgent && !in_order ? &w->urgent : &w->queue) : &j->unassigned;
 
     if (in_order)
         queue_insert(q, job);
@@ -301,6 +315,16 @@ static void dispatch_all(struct router *r)
     }
     for (e = strmap_first(&j->workers, &it); e; e = strmap_next(&j->workers, e, &it))
         dispatch_worker(r, e->value);
+}
+
+/* J5: the jobs whose answer a client is waiting for (envelope.h). */
+static int is_read(const char *what)
+{
+    static const char *const reads[] = { "cred_get", "roster_get", "offline_get", "last_get", "archive_query" };
+    for (size_t i = 0; i < sizeof(reads) / sizeof(reads[0]); i++)
+        if (str_eq(what, reads[i]))
+            return 1;
+    return 0;
 }
 
 void jobs_submit(struct router *r, struct envelope **req, jobs_cb cb, void *ctx)
@@ -329,6 +353,7 @@ void jobs_submit(struct router *r, struct envelope **req, jobs_cb cb, void *ctx)
             strmap_put(&j->affinity, user, a);
         }
         a->pending++;
+        job->is_urgent = a->pending == 1 && is_read(envelope_get(job->req, ENV_WHAT));   /* J5 */
     }
     if (j->queued >= (size_t)r->conf->router.job_queue_max) {                 /* J4 */
         unsigned long skipped;
@@ -413,7 +438,7 @@ static void reassign_worker(struct router *r, struct worker *w)
     }
     if (n)
         log_warn("worker=%s lost with %zu jobs in flight; dispatching them again", w->name, n);
-    while ((job = queue_pop(&w->queue))) {
+    while ((job = queue_pop(&w->urgent)) || (job = queue_pop(&w->queue))) {
         j->queued--;
         if (n == cap)
             lost = xrealloc(lost, (cap *= 2) * sizeof(*lost));
@@ -511,8 +536,10 @@ static void expire_jobs(struct router *r)
         fail(r, old[i], "unavailable");
     }
     free(old);
-    for (e = strmap_first(&j->workers, &it); e; e = strmap_next(&j->workers, e, &it))
+    for (e = strmap_first(&j->workers, &it); e; e = strmap_next(&j->workers, e, &it)) {
+        expire_queue(r, &((struct worker *)e->value)->urgent, limit);
         expire_queue(r, &((struct worker *)e->value)->queue, limit);
+    }
     expire_queue(r, &j->unassigned, limit);
 }
 
@@ -558,7 +585,8 @@ void jobs_status(struct router *r, struct buf *out)
     for (e = strmap_first(&j->workers, &it); e; e = strmap_next(&j->workers, e, &it)) {
         struct worker *w = e->value;
         buf_printf(out, "storage\t%s\t%lld\t%d\tinflight=%d queued=%zu done=%" PRIu64 "\n", w->name,
-                   (long long)w->pid, (int)((now - w->last_seen) * 1000), w->inflight, w->queue.len, w->done);
+                   (long long)w->pid, (int)((now - w->last_seen) * 1000), w->inflight, w->urgent.len + w->queue.len,
+                   w->done);
     }
 }
 

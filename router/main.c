@@ -6,6 +6,7 @@
 #include "admin.h"
 #include "archive.h"
 #include "offline.h"
+#include "offline_acks.h"
 #include "envelope.h"
 #include "gateways.h"
 #include "jobs.h"
@@ -209,6 +210,7 @@ int main(int argc, char **argv)
     envelope_reader_init(&r.admin_in, r.admin_sock, 1);
     r.gw_out = outbox_new(r.loop, r.gw_sock, "gateways");
     r.st_out = outbox_new(r.loop, r.st_sock, "storage workers");
+    r.offline_acks = offline_acks_new(&r);
     evzmq_init(&r.gw_watch, r.loop, r.gw_sock, on_gateway_sock, &r);
     evzmq_init(&r.st_watch, r.loop, r.st_sock, on_storage_sock, &r);
     evzmq_init(&r.admin_watch, r.loop, r.admin_sock, on_admin_sock, &r);
@@ -225,6 +227,7 @@ int main(int argc, char **argv)
     log_info("domain=%s router ready", conf->domain);
     ev_run(r.loop, 0);
 
+    offline_acks_free(r.offline_acks); /* its jobs are queued before the outboxes' last flush */
     evzmq_fini(&r.gw_watch);
     evzmq_fini(&r.st_watch);
     evzmq_fini(&r.admin_watch);

@@ -16,12 +16,14 @@
  *   O4  a stored message is deleted only when the gateway reports it
  *       acknowledged (XEP-0198 <a/>, or written when stream management is
  *       off); a connection lost first leaves it stored for the next login.
- *       One session never gets the same stored message twice
+ *       One session never gets the same stored message twice. The deletes
+ *       of one loop turn go together (offline_acks.c)
  *   O5  a message a stream-managed session never acknowledged before it
  *       ended for good comes back from the gateway and is stored for the
  *       session's user (XEP-0198 §5: treat it as undelivered)
  */
 #include "offline.h"
+#include "offline_acks.h"
 #include "archive.h"
 #include "buf.h"
 #include "envelope.h"
@@ -86,6 +88,7 @@ void offline_store(struct router *r, struct session *from, const struct envelope
     envelope_set_int(job, ENV_STAMP, stamp);
     envelope_set_int(job, ENV_LIMIT, r->conf->offline.quota);
     envelope_set_payload(job, xml, len);
+    offline_acks_flush_user(r, user_id); /* A2: deletes first, for the quota */
     jobs_submit(r, &job, on_stored, w);
 }
 
@@ -181,16 +184,8 @@ void offline_deliver(struct router *r, struct session *s)
     envelope_set(job, ENV_WHAT, "offline_get");
     envelope_set(job, ENV_JOB, "offline-get");
     envelope_set(job, ENV_USER, s->user->user_id);
+    offline_acks_flush_user(r, s->user->user_id); /* A2: never fetch what was acknowledged */
     jobs_submit(r, &job, on_fetched, w);
-}
-
-static void on_deleted(struct router *r, const struct envelope *res, void *ctx)
-{
-    (void)r;
-    (void)ctx;
-    if (envelope_get(res, ENV_ERROR))
-        log_warn("user=%s offline delete failed: %s (the message may be delivered again)",
-                 envelope_get(res, ENV_USER), envelope_get(res, ENV_ERROR));
 }
 
 void offline_on_acked(struct router *r, const char *gateway, const struct envelope *env)
@@ -206,12 +201,7 @@ void offline_on_acked(struct router *r, const char *gateway, const struct envelo
     const char *id = ack + strlen(ACK_PREFIX);
     if (s->offline_sent)
         strmap_del(s->offline_sent, id);
-    struct envelope *job = envelope_new(OP_JOB);
-    envelope_set(job, ENV_WHAT, "offline_del");
-    envelope_set(job, ENV_JOB, "offline-del");
-    envelope_set(job, ENV_USER, s->user->user_id);
-    envelope_set_payload(job, id, strlen(id));
-    jobs_submit(r, &job, on_deleted, NULL);
+    offline_acks_add(r, s->user->user_id, id);                                  /* O4 */
 }
 
 static void on_kept(struct router *r, const struct envelope *res, void *ctx)
@@ -241,5 +231,6 @@ void offline_on_undelivered(struct router *r, const char *gateway, const struct 
     envelope_set_int(job, ENV_STAMP, stamp);
     envelope_set_int(job, ENV_LIMIT, r->conf->offline.quota);
     envelope_set_payload(job, env->payload, env->payload_len);
+    offline_acks_flush_user(r, s->user->user_id);
     jobs_submit(r, &job, on_kept, NULL);
 }

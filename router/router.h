@@ -49,6 +49,7 @@ struct router {
     struct strmap users;       /* UserID (bare JID) -> struct user */
     struct strmap rosters;     /* UserID -> struct roster (roster.c cache) */
     struct jobs *jobs;         /* storage broker */
+    struct offline_acks *offline_acks; /* offline_acks.c: deletes waiting for the turn's end */
     struct bind_wait *replacing; /* kick_old binds waiting for the old session */
 
     uint64_t routed;           /* stanzas routed, for status */

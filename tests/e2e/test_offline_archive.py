@@ -438,6 +438,60 @@ def test_offline_quota_resource_constraint(parley, backend):
     run(scenario())
 
 
+# A drain's acknowledgements are deleted together (router/offline_acks.c):
+# 300 stored messages, more than one delete job holds (256 ids), fill
+# offline.quota=300 exactly. After bob drains them, a second device of his
+# logs in while the first is still online: it gets none of them again
+# (A2, O4). Then bob logs off and alice sends 300 more: every one is taken,
+# so the quota counter went down by all 300 deletes; bob gets exactly
+# those, once each, in order.
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_offline_drain_deletes_coalesced(parley, backend):
+    n = 300
+    inst = wait_warm(parley(backend=backend, gateways=1, storage=2, offline={"quota": n}))
+    alice_jid, bob_jid = new_user(inst, "alice"), new_user(inst, "bob")
+    first = [unique(f"drain{i:03d}") for i in range(n)]
+    second = [unique(f"again{i:03d}") for i in range(n)]
+
+    async def scenario():
+        alice = bob = bob2 = None
+        try:
+            alice = await connect(inst, alice_jid)
+            for i, b in enumerate(first):
+                send_chat(alice, bob_jid, b, mid=f"d{i}")
+            await sync(alice)
+            await no_errors(alice, 0.5)
+            await stored(inst)
+
+            bob = await connect(inst, bob_jid)
+            got = await collect_bodies(bob, n, TIMEOUT * 2, quiet=1.0)
+            check_exactly_once(got, first)
+            await sync(bob)
+            await stored(inst)
+            bob2 = await connect(inst, bob_jid)
+            await sync(bob2)
+            again = [m["body"] for m in await collect(bob2, 1.5) if m["body"]]
+            assert not again, f"{len(again)} drained messages delivered again to a second device: {again[:5]}"
+            await close_all(bob, bob2)
+            bob = bob2 = None
+            await wait_offline(inst, bob_jid)
+
+            for i, b in enumerate(second):
+                send_chat(alice, bob_jid, b, mid=f"e{i}")
+            await sync(alice)
+            errs = [(e["id"], error_condition(e)) for e in errors_in(await collect(alice, 1.0))]
+            assert not errs, f"{len(errs)} refused after the drain (quota counter not lowered by the deletes): " \
+                             f"{errs[:5]}"
+            await stored(inst)
+            bob = await connect(inst, bob_jid)
+            got = await collect_bodies(bob, n, TIMEOUT * 2, quiet=1.0)
+            check_exactly_once(got, second)
+        finally:
+            await close_all(alice, bob, bob2)
+
+    run(scenario())
+
+
 # ---------------------------------------------------------------------------
 # The chat archive (M1-M3)
 

@@ -233,6 +233,20 @@ class Parley:
         shutil.rmtree(self.state, ignore_errors=True)
 
 
+def cpu_seconds(pids):
+    """User + system CPU seconds used so far by the processes pids (all
+    their threads; a process gone meanwhile counts 0)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def run_bench(args, timeout=600, cpus=None):
     """Runs parley-bench with args; returns (exit status, stdout, stderr)."""
     argv = pinned([BENCH, *args], cpus)

@@ -41,6 +41,7 @@ import argparse
 import glob
 import json
 import os
+import resource
 import shutil
 import statistics
 import sys
@@ -75,6 +76,9 @@ def parse_args(argv):
     ap.add_argument("--max-time", type=int, default=170, help="cap on each parley-bench run, seconds")
     ap.add_argument("--out", default=None, help="directory for the JSON reports (default: a new /tmp dir)")
     ap.add_argument("--no-pin", action="store_true", help="do not pin server and generator to cores")
+    ap.add_argument("--pg-core", choices=["server", "generator"], default="server",
+                    help="offline: the core PostgreSQL runs on (default: the server's). 'generator': its own, "
+                         "shared only with the generator, which is idle once its burst is sent")
     ap.add_argument("--peer-mam", action="store_true",
                     help="run chat-archive for the peers too, with their mod_mam on")
     return ap.parse_args(argv)
@@ -101,7 +105,8 @@ class Bench:
             pg = None
             conninfo = None
             if backend == "postgresql":
-                pg = benchlib.Postgres(cpus=cpus).start()
+                pg_cpus = self.gen_cpu if self.a.pg_core == "generator" else cpus
+                pg = benchlib.Postgres(cpus=pg_cpus).start()
                 conninfo = pg.create_database("bench")
             try:
                 s = benchlib.Parley(gateways=self.a.gateways, storage=2, backend=backend, pg_conninfo=conninfo,
@@ -134,9 +139,12 @@ class Bench:
         args = [scenario, "--port", str(server.port), "--label", server.name, "--json", path, "--quiet",
                 "--procs", str(self.a.procs), "--sources", "4", "--inflight", "200", "--max-time", str(self.a.max_time),
                 *server_args, *extra]
+        pids = server.pids()
         if mem:
-            args += ["--mem-pids", ",".join(str(p) for p in server.pids())]
+            args += ["--mem-pids", ",".join(str(p) for p in pids)]
+        cpu0, gen0 = benchlib.cpu_seconds(pids), resource.getrusage(resource.RUSAGE_CHILDREN)
         rc, out, err = benchlib.run_bench(args, timeout=self.a.max_time + 30, cpus=self.gen_cpu)
+        cpu1, gen1 = benchlib.cpu_seconds(pids), resource.getrusage(resource.RUSAGE_CHILDREN)
         sys.stdout.write(out)
         for line in err.splitlines():
             if "first message error" in line or "warning" in line or "cannot" in line:
@@ -146,6 +154,11 @@ class Bench:
         with open(path) as f:
             rep = json.load(f)
         rep["_exit"] = rc
+        # CPU seconds over the whole run (logins, hold, settle), whatever
+        # limited the rate: the server's cost per unit of work, comparable
+        # across servers even when the generator is the bottleneck.
+        rep["_cpu"] = {"server_s": cpu1 - cpu0,
+                       "generator_s": (gen1.ru_utime + gen1.ru_stime) - (gen0.ru_utime + gen0.ru_stime)}
         if mem and hasattr(server, "pid_roles"):
             rep["_roles"] = {str(k): v for k, v in server.pid_roles().items()}
         return rep
@@ -167,9 +180,12 @@ class Bench:
                 s.stop()
                 if pg:
                     pg.stop()
+            ok = max(1, rep["login"]["ok"])
             self.record(name, scen, {"login_rate": rep["login"]["rate_per_s"],
                                      "bytes_per_session": rep.get("memory", {}).get("bytes_per_session", 0),
                                      "held": rep["connections"]["held_end"], "failed": rep["login"]["failed"],
+                                     "server_us_per_login": rep["_cpu"]["server_s"] * 1e6 / ok,
+                                     "generator_us_per_login": rep["_cpu"]["generator_s"] * 1e6 / ok,
                                      "pids": rep.get("memory", {}).get("pids", []), "roles": rep.get("_roles", {})})
 
     def connect_large(self):
@@ -325,6 +341,9 @@ class Bench:
         rows = [
             ("connect-plain", "login_rate", "logins/s, plaintext", "high"),
             ("connect-tls", "login_rate", "logins/s, STARTTLS", "high"),
+            ("connect-plain", "server_us_per_login", "server CPU us per login, plaintext", "low"),
+            ("connect-tls", "server_us_per_login", "server CPU us per login, STARTTLS", "low"),
+            ("connect-tls", "generator_us_per_login", "generator CPU us per STARTTLS login", "low"),
             ("connect-plain", "bytes_per_session", "bytes/idle session, plaintext", "low"),
             ("connect-tls", "bytes_per_session", "bytes/idle session, TLS", "low"),
             ("connect-large-plain", "bytes_per_session", "bytes/session at --large-users, plain", "low"),

@@ -39,10 +39,13 @@
  *       rebuilt on the next feed by parsing the stream's own start tag again
  *       (kept verbatim, so every namespace prefix the client declared still
  *       resolves, and its end tag still matches). Whitespace held back at
- *       that point is only a keepalive and is dropped.
+ *       that point is only a keepalive and is dropped. expat allocates from
+ *       xml_alloc.c's slabs, not malloc's heap, so the freed parser leaves
+ *       empty slabs that go back to the system, not holes between objects.
  */
 #include "xml.h"
 #include "util.h"
+#include "xml_alloc.h"
 
 #include <expat.h>
 #include <limits.h>
@@ -65,6 +68,23 @@
  */
 extern XML_Bool XMLCALL XML_SetReparseDeferralEnabled(XML_Parser parser, XML_Bool enabled)
     __attribute__((weak));
+
+/* expat allocates from its own slabs, apart from long-lived objects, so a
+ * hibernated parser's memory goes back to the system (R7, xml_alloc.c). */
+static const XML_Memory_Handling_Suite expat_memory = {
+    xml_alloc_malloc, xml_alloc_realloc, xml_alloc_free,
+};
+
+/* A new namespace-resolving expat; never NULL. */
+static XML_Parser expat_new(void)
+{
+    /* XMPP is UTF-8 only (RFC 6120 §11.6): a declared encoding is ignored. */
+    static const XML_Char sep[] = { NS_SEP, '\0' };
+    XML_Parser xp = XML_ParserCreate_MM("UTF-8", &expat_memory, sep);
+    if (!xp)
+        abort(); /* xml_alloc aborts first; expat fails only on allocation */
+    return xp;
+}
 
 enum xml_state { XS_PROLOG, XS_OPEN, XS_CLOSED, XS_FAILED };
 
@@ -424,10 +444,7 @@ struct xml_parser *xml_new(const struct xml_limits *lim, const struct xml_callba
         p->cb = *cb;
     p->ud = ud;
     buf_init(&p->text);
-    /* XMPP is UTF-8 only (RFC 6120 §11.6): a declared encoding is ignored. */
-    p->xp = XML_ParserCreateNS("UTF-8", NS_SEP);
-    if (!p->xp)
-        abort(); /* expat only fails on allocation, which is fatal here */
+    p->xp = expat_new();
     setup_expat(p);
     return p;
 }
@@ -452,9 +469,7 @@ void xml_restart(struct xml_parser *p)
         return;
     }
     if (p->is_asleep) {
-        p->xp = XML_ParserCreateNS("UTF-8", NS_SEP);
-        if (!p->xp)
-            abort(); /* allocation failure is fatal */
+        p->xp = expat_new();
         p->is_asleep = 0;
     } else {
         XML_ParserReset(p->xp, "UTF-8");
@@ -482,9 +497,7 @@ int xml_hibernate(struct xml_parser *p)
 /* R7: a new expat, brought back inside the stream by its start tag. */
 static void wake(struct xml_parser *p)
 {
-    p->xp = XML_ParserCreateNS("UTF-8", NS_SEP);
-    if (!p->xp)
-        abort(); /* allocation failure is fatal */
+    p->xp = expat_new();
     setup_expat(p);
     p->is_asleep = 0;
     p->state = XS_PROLOG;

@@ -22,7 +22,9 @@
  *       and counts as a drop, not a close by either side
  *   I5  a bound connection silent for IDLE_SLEEP_AFTER seconds lets its XML
  *       parser sleep (xml_hibernate, R7 in common/xml.c): most of an idle
- *       session's memory is expat's, and the next bytes rebuild it
+ *       session's memory is expat's, and the next bytes rebuild it. expat
+ *       lives in its own slabs (common/xml_alloc.c), so after a sweep the
+ *       emptied slabs, spares included, go back to the system
  */
 #include "idle.h"
 #include "conn.h"
@@ -31,6 +33,7 @@
 #include "stream.h"
 #include "util.h"
 #include "xml.h"
+#include "xml_alloc.h"
 
 #include <malloc.h>
 
@@ -149,9 +152,13 @@ static void on_sweep(struct ev_loop *loop, ev_timer *w, int revents)
     struct sweep sw = { ev_now(loop), 0 };
     conn_foreach(w->data, sleep_parser, &sw);
     /* Hand the freed pages back to the system, not just to malloc: a
-     * gateway that held a burst of logins shrinks when they go idle. */
-    if (sw.slept >= 64)
+     * gateway that held a burst of logins shrinks when they go idle. The
+     * parsers' empty slabs are already unmapped but for one spare per size
+     * class, which a burst has made fully resident. */
+    if (sw.slept >= 64) {
+        xml_alloc_trim();
         (void)malloc_trim(0); /* returns whether anything was released */
+    }
 }
 
 void idle_sweep_start(struct gateway *gw)

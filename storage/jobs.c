@@ -28,7 +28,6 @@
 #include "log.h"
 #include "scram.h"
 #include "stanza.h"
-#include "stanza_parse.h"
 #include "util.h"
 
 #include <stdio.h>
@@ -121,16 +120,6 @@ void jobs_attr(struct buf *out, const char *name, const char *value)
     buf_printf(out, " %s='", name);
     stanza_escape(out, value, strlen(value), 1);
     buf_append(out, "'", 1);
-}
-
-int jobs_stanza_check(const struct envelope *job)
-{
-    struct stanza *s;
-
-    if (!job->payload || stanza_parse(job->payload, job->payload_len, &s) < 0)
-        return JOBS_ERR_XML;
-    stanza_free(s);
-    return JOBS_OK;
 }
 
 /* ---- account jobs -------------------------------------------------------- */

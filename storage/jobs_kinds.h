@@ -16,11 +16,6 @@ struct envelope;
 typedef int (*jobs_run_fn)(struct backend *b, const struct envelope *job, struct envelope *res);
 typedef int (*jobs_prepare_fn)(const struct envelope *job, struct backend_write *w);
 
-/* jobs.c: JOBS_OK when job's payload is one well-formed stanza, else
- * JOBS_ERR_XML. Stored messages are nested verbatim into the XML of later
- * reads, so one broken row would spoil every read of that user's store. */
-int jobs_stanza_check(const struct envelope *job);
-
 /* jobs.c: appends ` name='value'` with value escaped for an attribute. */
 struct buf;
 void jobs_attr(struct buf *out, const char *name, const char *value);

@@ -21,6 +21,7 @@ import subprocess
 import tempfile
 import time
 import types
+import xml.etree.ElementTree as ET
 
 import pytest
 import zmq
@@ -636,12 +637,13 @@ def test_offline_put_quota_and_repeats(env):
     (msg(1), {"stamp": -5}),
     (msg(1), {"limit": None}),
     (None, {}),
-    ("<message><body>unclosed</message>", {}),
-    ("<message/><message/>", {}),
+    ("", {}),
+    ("<message/>\0<x/>", {}),
 ], ids=["no-id", "empty-id", "newline-id", "long-id", "no-stamp", "negative-stamp", "no-limit", "no-payload",
-        "malformed", "two-elements"])
+        "empty-payload", "nul-in-payload"])
 def test_offline_put_bad_request(env, payload, fields):
-    # A malformed offline_put is bad-request and stores nothing.
+    # A malformed offline_put is bad-request and stores nothing. (The
+    # message itself is not parsed: test_offline_malformed_row_left_out.)
     env.worker()
     new_user(env, "olga@example.org")
     args = {"id": "o1", "stamp": 1, "limit": 10, **fields}
@@ -649,6 +651,24 @@ def test_offline_put_bad_request(env, payload, fields):
     hdr, _ = env.router.job(W, "offline_put", payload, user="olga@example.org", **args)
     assert hdr["error"] == "bad-request", hdr
     assert env.store.sql("SELECT count(*) FROM offline_messages") == [("0",)]
+
+
+def test_offline_malformed_row_left_out(env):
+    # offline_put stores the message without parsing it (the router stores
+    # what a gateway serialized); a stored message that is not one
+    # well-formed element is left out of offline_get (and logged), so it
+    # cannot spoil the other messages of that login.
+    w = env.worker()
+    new_user(env, "olga@example.org")
+    u = {"user": "olga@example.org", "limit": 10}
+    ok(env, "offline_put", msg(1), id="o1", stamp=10, **u)
+    ok(env, "offline_put", "<message><body>unclosed</message>", id="o2", stamp=20, **u)
+    ok(env, "offline_put", "<message/><message/>", id="o3", stamp=30, **u)
+    ok(env, "offline_put", msg(4), id="o4", stamp=40, **u)
+    _, payload = ok(env, "offline_get", user="olga@example.org")
+    root = ET.fromstring(payload)
+    assert [m.get("id") for m in root] == ["o1", "o4"], payload
+    w.wait_log(r"offline_get user=olga@example.org: 2 stored messages are not well-formed; left out")
 
 
 def archive_fill(env, user="ada@example.org", n=10):

@@ -170,10 +170,16 @@
  *                    payload: the message -> stored; error
  *                    "resource-constraint" when the user already holds
  *                    limit messages. A repeat with the same id is a no-op.
+ *                    As for archive_put, the payload is not parsed; only an
+ *                    empty one or one holding a NUL byte is refused
  *   "offline_get" -> payload: <messages> with one <msg id='' stamp=''> per
  *                    stored message (stamp in unix microseconds), each
- *                    holding the message, oldest first
+ *                    holding the message, oldest first; a stored message
+ *                    that is not one well-formed element is left out (and
+ *                    logged)
  *   "offline_del" payload: ids, one per line -> those messages are deleted
+ *                    (the router sends the ids acknowledged in one event
+ *                    loop turn together, router/offline_acks.c)
  *   "archive_put" id (archive id, unique per archive, sortable in time),
  *                    jid (the other party's bare JID), stamp, text
  *                    ("in" | "out": direction for the archive's owner

@@ -18,8 +18,9 @@
  * J2  a worker holds at most JOBS_PER_WORKER jobs in flight: enough for it
  *     to fill a batch (storage's WORKER_BATCH_MAX; with 64, a burst ran
  *     in quarter-full transactions at 70 % of the rate), few enough that
- *     a dead worker's share is quickly redone elsewhere; the rest wait in its queue. Per message this is
- *     O(1): nothing scans a queue on the message path.
+ *     a dead worker's share is quickly redone elsewhere; the rest wait in
+ *     its queue. Per message this is O(1): nothing scans a queue on the
+ *     message path.
  * J3  a worker that goes silent, or says hello again from a new process,
  *     has its in-flight and queued jobs reassigned, in submission order
  *     (writes carry ids, so a redo is harmless).

@@ -68,17 +68,24 @@ def stop_pid(popen, timeout=10, sig=signal.SIGTERM):
         popen.wait(5)
 
 
+def proc_stat(pid):
+    """The fields of /proc/PID/stat after the command name (state first,
+    so utime is [11] and stime [12]), or None if the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
 def children_of(pid):
     """PIDs of pid's direct children (from /proc), for servers that fork."""
     out = []
     for stat in glob.glob("/proc/[0-9]*/stat"):
-        try:
-            with open(stat) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            if int(fields[1]) == pid:
-                out.append(int(stat.split("/")[2]))
-        except (OSError, IndexError, ValueError):
-            continue
+        child = int(stat.split("/")[2])
+        fields = proc_stat(child)
+        if fields and int(fields[1]) == pid:
+            out.append(child)
     return out
 
 
@@ -238,12 +245,9 @@ def cpu_seconds(pids):
     their threads; a process gone meanwhile counts 0)."""
     total = 0
     for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
+        fields = proc_stat(pid)
+        if fields:
             total += int(fields[11]) + int(fields[12])
-        except (OSError, IndexError, ValueError):
-            continue
     return total / os.sysconf("SC_CLK_TCK")
 
 

@@ -28,6 +28,7 @@
 #include "log.h"
 #include "scram.h"
 #include "stanza.h"
+#include "stanza_parse.h"
 #include "util.h"
 
 #include <stdio.h>
@@ -120,6 +121,16 @@ void jobs_attr(struct buf *out, const char *name, const char *value)
     buf_printf(out, " %s='", name);
     stanza_escape(out, value, strlen(value), 1);
     buf_append(out, "'", 1);
+}
+
+int jobs_xml_is_element(const char *xml)
+{
+    struct stanza *s;
+
+    if (stanza_parse(xml, strlen(xml), &s) < 0)
+        return 0;
+    stanza_free(s);
+    return 1;
 }
 
 /* ---- account jobs -------------------------------------------------------- */

@@ -97,6 +97,11 @@ int jobs_ids_parse(const char *payload, size_t len, char ***ids, size_t *n);
 /* Appends <messages> with one <msg id='' stamp=''>xml</msg> per message,
  * or <messages/>. Pure. */
 void jobs_offline_xml(const struct offline_list *l, struct buf *out);
+/* 1 when xml is one well-formed element (as a stanza inside a
+ * jabber:client stream), else 0. For stored messages, which are nested
+ * verbatim into the XML of reads. Pure. */
+int jobs_xml_is_element(const char *xml);
+
 /* Removes (and frees) the messages of l that are not one well-formed
  * element, keeping the order of the rest; returns how many went. */
 size_t jobs_offline_drop_malformed(struct offline_list *l);
